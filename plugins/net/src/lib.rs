@@ -1,0 +1,1 @@
+//! portcullis_net (placeholder).

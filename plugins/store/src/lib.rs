@@ -1,0 +1,1 @@
+//! portcullis_store (placeholder).

@@ -1,1 +1,229 @@
-//! portcullis_net (placeholder).
+//! portcullis_net: the bridge between tokio sockets and Bevy ECS entities.
+//!
+//! ```text
+//!  tokio threads                        ECS (one frame)
+//!  accept ──Connected──┐
+//!  read line ──Frame───┼─ crossbeam ─▶ NetSet::Receive: spawn / feed Inbox / despawn
+//!  EOF / closed ───────┘                 ... other plugins pop Inbox, send replies ...
+//!  write line ◀── bounded queue per connection ── Connection::send / close
+//! ```
+//!
+//! Each client is an entity with a [`Connection`] (id, peer, outbound queue)
+//! and an [`Inbox`] (frames not yet handled). Frames are split by
+//! [`FrameCodec`] and judged by the per-connection rate limiter on arrival.
+//! [`TestClient`] is an in-memory transport through the same systems, for
+//! tests without sockets.
+#![forbid(unsafe_code)]
+
+mod bridge;
+mod codec;
+mod connection;
+mod listener;
+mod testing;
+mod waker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use bevy_app::prelude::*;
+use bevy_ecs::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+pub use bridge::*;
+pub use codec::*;
+pub use connection::*;
+pub use listener::{SERVER_FULL_LINE, SERVER_SHUTDOWN_LINE};
+pub use testing::*;
+pub use waker::*;
+
+/// Where in the frame the network plugin works. Configured in `Update`:
+/// `Receive` runs first, `Send` last; put anything that reads inboxes
+/// between them.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NetSet {
+    /// Drain the transport channel into `Connection` entities and inboxes.
+    Receive,
+    /// End of frame: close connections whose client finished sending.
+    Send,
+}
+
+/// Limits of the network layer, inserted as a resource by [`NetPlugin`] (read-only).
+#[derive(Resource, Debug, Clone)]
+pub struct NetConfig {
+    /// Connections open at once; one more gets `server_full` (PROTOCOL.md §6).
+    pub max_connections: usize,
+    /// Largest frame in bytes, before the `\n` (PROTOCOL.md §1).
+    pub max_frame_bytes: usize,
+    /// Messages queued for one connection before it is closed as a slow reader.
+    pub outbound_queue: usize,
+    /// Rate-limit refill, frames per second per connection (PROTOCOL.md §6).
+    pub rate_limit: f64,
+    /// Rate-limit bucket size; also the refusals per second that close a connection.
+    pub rate_burst: u32,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_frame_bytes: 131_072,
+            outbound_queue: 256,
+            rate_limit: 50.0,
+            rate_burst: 100,
+        }
+    }
+}
+
+/// The network plugin: a TCP listener (unless built with
+/// [`NetPlugin::memory`]) and the systems that turn its traffic into entities.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bevy_app::App;
+/// use portcullis_net::NetPlugin;
+///
+/// let plugin = NetPlugin::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+/// let mut app = App::new();
+/// app.add_plugins((bevy_time::TimePlugin, plugin));
+/// ```
+pub struct NetPlugin {
+    /// Limits, copied into the [`NetConfig`] resource.
+    pub config: NetConfig,
+    /// Address to listen on; `None` serves only the in-memory transport.
+    /// Binding happens in `build` and panics on failure; use
+    /// [`NetPlugin::bind`] to handle the error yourself.
+    pub listen: Option<SocketAddr>,
+    /// Threads of the tokio runtime (0 = one per core).
+    pub io_threads: usize,
+    bound: Mutex<Option<std::net::TcpListener>>,
+}
+
+impl Default for NetPlugin {
+    fn default() -> Self {
+        Self {
+            config: NetConfig::default(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 7777))),
+            io_threads: 0,
+            bound: Mutex::new(None),
+        }
+    }
+}
+
+impl NetPlugin {
+    /// Only the in-memory transport ([`TestClient`]): no socket, no threads.
+    pub fn memory() -> Self {
+        Self { listen: None, ..Default::default() }
+    }
+
+    /// Binds `addr` now, so the caller sees a bind error (and learns the port
+    /// when `addr` has port 0, via [`NetControl::local_addr`] once built).
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self { listen: Some(addr), bound: Mutex::new(Some(listener)), ..Default::default() })
+    }
+
+    /// Replaces the limits.
+    pub fn with_config(mut self, config: NetConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    fn take_listener(&self) -> Option<std::net::TcpListener> {
+        let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
+        bound.or_else(|| {
+            let addr = self.listen?;
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .unwrap_or_else(|e| panic!("NetPlugin: cannot listen on {addr}: {e}"));
+            Some(listener)
+        })
+    }
+}
+
+/// Control of the TCP side, inserted as a resource by [`NetPlugin`].
+#[derive(Resource)]
+pub struct NetControl {
+    local_addr: Option<SocketAddr>,
+    stop_accepting: CancellationToken,
+    open: Arc<AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl NetControl {
+    /// The address the listener is bound to (the real port when asked for port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Closes the listener: new connections are refused (graceful shutdown, PROTOCOL.md §6).
+    pub fn stop_accepting(&self) {
+        self.stop_accepting.cancel();
+    }
+
+    /// Open TCP connections, as counted by the accept loop.
+    pub fn open_tcp_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for NetControl {
+    fn drop(&mut self) {
+        self.stop_accepting.cancel();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Plugin for NetPlugin {
+    fn build(&self, app: &mut App) {
+        let waker = app.world().get_resource::<FrameWaker>().cloned().unwrap_or_default();
+        let bridge = NetBridge::new(waker.clone());
+        let stop_accepting = CancellationToken::new();
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut control =
+            NetControl { local_addr: None, stop_accepting: stop_accepting.clone(), open: open.clone(), runtime: None };
+
+        if let Some(std_listener) = self.take_listener() {
+            control.local_addr = std_listener.local_addr().ok();
+            let threads = if self.io_threads == 0 {
+                std::thread::available_parallelism().map_or(2, usize::from)
+            } else {
+                self.io_threads
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("portcullis-net")
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("NetPlugin: cannot start the tokio runtime: {e}"));
+            let settings = listener::ListenerSettings {
+                max_connections: self.config.max_connections,
+                max_frame_bytes: self.config.max_frame_bytes,
+                outbound_queue: self.config.outbound_queue,
+            };
+            let listener = {
+                let _guard = runtime.enter();
+                tokio::net::TcpListener::from_std(std_listener)
+                    .unwrap_or_else(|e| panic!("NetPlugin: cannot register the listener: {e}"))
+            };
+            runtime.spawn(listener::accept_loop(listener, settings, bridge.clone(), stop_accepting, open));
+            control.runtime = Some(runtime);
+            if let Some(addr) = control.local_addr {
+                bevy_log::info!(addr = %addr, "listening");
+            }
+        }
+
+        app.insert_resource(waker)
+            .insert_resource(bridge)
+            .insert_resource(self.config.clone())
+            .insert_resource(control)
+            .init_resource::<ConnectionIndex>()
+            .configure_sets(Update, NetSet::Receive.before(NetSet::Send))
+            .add_systems(Update, receive_net_events.in_set(NetSet::Receive))
+            .add_systems(Update, close_finished_connections.in_set(NetSet::Send));
+    }
+}

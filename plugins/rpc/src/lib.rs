@@ -1,6 +1,76 @@
 //! portcullis_rpc: JSON-RPC 2.0 over Portcullis connections.
+//!
+//! Each frame a connection's [`Inbox`](portcullis_net::Inbox) holds is
+//! parsed ([`parse_frame`]), checked in the order of PROTOCOL.md §3 (rate
+//! limit, envelope, method, then the [`RpcGates`] that the session plugin
+//! installs), and handed to the method registered under its name with
+//! [`RpcAppExt::add_rpc_method`]. Handlers are ordinary Bevy systems; they
+//! answer by returning a [`Reply`], or later through the [`Rpc`] system
+//! parameter, which also sends notifications.
 #![forbid(unsafe_code)]
 
+mod builtins;
+mod dispatch;
+mod envelope;
 mod error;
+mod reason;
+mod registry;
+mod reply;
 
+use bevy_app::prelude::*;
+use bevy_ecs::prelude::*;
+use portcullis_net::{ConnectionOpened, NetSet};
+
+pub use builtins::*;
+pub use dispatch::*;
+pub use envelope::*;
 pub use error::*;
+pub use reason::*;
+pub use registry::*;
+pub use reply::*;
+
+/// Where in the frame the dispatcher runs (in `Update`, after
+/// [`NetSet::Receive`] and before [`NetSet::Send`]).
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RpcSet {
+    /// Parse frames and run method handlers.
+    Dispatch,
+}
+
+/// JSON-RPC limits, inserted as a resource by [`RpcPlugin`] (read-only).
+#[derive(Resource, Debug, Clone)]
+pub struct RpcConfig {
+    /// Protocol errors (`-32700`, `-32600` answers) before a close (PROTOCOL.md §1).
+    pub max_protocol_errors: u32,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        Self { max_protocol_errors: 16 }
+    }
+}
+
+/// The JSON-RPC plugin: the registry, the dispatcher, and the built-in
+/// methods `ping` and `disconnect`. Needs `NetPlugin`.
+#[derive(Default)]
+pub struct RpcPlugin {
+    /// Limits, copied into the [`RpcConfig`] resource.
+    pub config: RpcConfig,
+}
+
+impl Plugin for RpcPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(self.config.clone())
+            .init_resource::<RpcMethods>()
+            .init_resource::<RpcGates>()
+            .init_resource::<dispatch::Tickets>()
+            .configure_sets(Update, RpcSet::Dispatch.after(NetSet::Receive).before(NetSet::Send))
+            .add_systems(Update, dispatch_frames.in_set(RpcSet::Dispatch))
+            .add_systems(Update, wake_for_waiting_frames.after(NetSet::Send))
+            .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
+                commands.entity(opened.entity).insert(RpcState::default());
+            })
+            .add_rpc_method("ping", Access::Public, ping)
+            .add_rpc_method("disconnect", Access::Public, disconnect);
+    }
+}

@@ -1,0 +1,190 @@
+//! The channel between the transports and the ECS, and the systems that turn
+//! its events into `Connection` entities.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bevy_ecs::prelude::*;
+use bevy_time::{Real, Time};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::codec::is_blank;
+use crate::connection::{CloseCause, Connection, ConnectionId, Inbox, InboxItem, RateBucket, Sink};
+use crate::{FrameWaker, NetConfig};
+
+/// What a transport tells the ECS. Sent through one `crossbeam_channel`.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A client connected.
+    #[allow(private_interfaces)]
+    Connected {
+        /// The new connection's id.
+        id: ConnectionId,
+        /// The peer's address.
+        peer: SocketAddr,
+        /// How to reach the connection's writer.
+        sink: Sink,
+    },
+    /// One frame (the bytes before `\n`, a trailing `\r` stripped).
+    Frame {
+        /// The connection.
+        id: ConnectionId,
+        /// The frame.
+        bytes: Bytes,
+    },
+    /// A frame passed `max_frame_bytes`; the transport stopped reading.
+    TooLarge {
+        /// The connection.
+        id: ConnectionId,
+    },
+    /// The client closed its sending side (or the read failed).
+    Eof {
+        /// The connection.
+        id: ConnectionId,
+    },
+    /// The connection is gone; the entity is despawned.
+    Closed {
+        /// The connection.
+        id: ConnectionId,
+        /// Why it ended.
+        cause: CloseCause,
+    },
+}
+
+/// The ECS end of the transport channel, plus a sender for new transports
+/// (the TCP listener and [`crate::TestClient`] both use it). Inserted by `NetPlugin`.
+#[derive(Resource, Clone)]
+pub struct NetBridge {
+    pub(crate) tx: Sender<NetEvent>,
+    pub(crate) rx: Receiver<NetEvent>,
+    pub(crate) waker: FrameWaker,
+    pub(crate) next_memory_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl NetBridge {
+    pub(crate) fn new(waker: FrameWaker) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Self {
+            tx,
+            rx,
+            waker,
+            // In-memory ids count down from the top so they never meet TCP ids.
+            next_memory_id: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    /// Pushes an event and wakes the frame loop.
+    pub(crate) fn send(&self, event: NetEvent) {
+        let _ = self.tx.send(event);
+        self.waker.wake();
+    }
+}
+
+/// Maps connection ids to their entities. Kept by the receive system;
+/// read-only for everyone else.
+#[derive(Resource, Default, Debug)]
+pub struct ConnectionIndex {
+    map: HashMap<ConnectionId, Entity>,
+}
+
+impl ConnectionIndex {
+    /// The entity of a live connection.
+    pub fn get(&self, id: ConnectionId) -> Option<Entity> {
+        self.map.get(&id).copied()
+    }
+
+    /// Number of open connections (every transport).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Triggered on a connection's entity right after it is spawned.
+#[derive(EntityEvent, Debug, Clone)]
+pub struct ConnectionOpened {
+    /// The connection's entity.
+    pub entity: Entity,
+}
+
+/// Triggered on a connection's entity when its transport closed, right before
+/// the entity is despawned (its components are still readable in observers).
+#[derive(EntityEvent, Debug, Clone)]
+pub struct ConnectionClosed {
+    /// The connection's entity.
+    pub entity: Entity,
+    /// Why it ended.
+    pub cause: CloseCause,
+}
+
+/// Drains the transport channel: spawns, feeds and despawns connection
+/// entities. Runs in [`crate::NetSet::Receive`].
+pub fn receive_net_events(world: &mut World) {
+    let bridge = world.resource::<NetBridge>().clone();
+    let config = world.resource::<NetConfig>().clone();
+    let now = world.resource::<Time<Real>>().elapsed();
+    for event in bridge.rx.try_iter() {
+        match event {
+            NetEvent::Connected { id, peer, sink } => {
+                let inbox = Inbox {
+                    last_activity: now,
+                    bucket: RateBucket::full(config.rate_burst, now),
+                    ..Default::default()
+                };
+                let entity = world.spawn((Connection::new(id, peer, sink), inbox)).id();
+                world.resource_mut::<ConnectionIndex>().map.insert(id, entity);
+                bevy_log::debug!(conn = %id, peer = %peer, "connected");
+                world.trigger(ConnectionOpened { entity });
+            }
+            NetEvent::Frame { id, bytes } => {
+                let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
+                let Some(mut inbox) = world.get_mut::<Inbox>(entity) else { continue };
+                inbox.last_activity = now;
+                if inbox.eof || is_blank(&bytes) {
+                    continue;
+                }
+                if matches!(
+                    inbox.items.back(),
+                    Some(InboxItem::Frame { admission: crate::Admission::RefusedClose, .. })
+                ) {
+                    continue; // the connection is about to close; read no further
+                }
+                let admission = inbox.bucket.admit(now, config.rate_limit, config.rate_burst);
+                inbox.items.push_back(InboxItem::Frame { bytes, admission });
+            }
+            NetEvent::TooLarge { id } => {
+                let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
+                if let Some(mut inbox) = world.get_mut::<Inbox>(entity) {
+                    inbox.items.push_back(InboxItem::TooLarge);
+                }
+            }
+            NetEvent::Eof { id } => {
+                let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
+                if let Some(mut inbox) = world.get_mut::<Inbox>(entity) {
+                    inbox.eof = true;
+                }
+            }
+            NetEvent::Closed { id, cause } => {
+                let Some(entity) = world.resource_mut::<ConnectionIndex>().map.remove(&id) else { continue };
+                bevy_log::debug!(conn = %id, cause = %cause, "closed");
+                world.trigger(ConnectionClosed { entity, cause });
+                world.despawn(entity);
+            }
+        }
+    }
+}
+
+/// Closes connections whose client stopped sending once every frame they sent
+/// has been handled. Runs in [`crate::NetSet::Send`].
+pub fn close_finished_connections(query: Query<(&Connection, &Inbox)>) {
+    for (conn, inbox) in &query {
+        if inbox.eof && inbox.items.is_empty() && !conn.is_closing() {
+            conn.close();
+        }
+    }
+}

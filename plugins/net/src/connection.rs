@@ -1,0 +1,298 @@
+//! The `Connection` entity: its identity, its outbound queue and its inbox.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bevy_ecs::prelude::*;
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::NetEvent;
+
+/// A connection's id, unique for the life of the process (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+impl std::fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What the ECS asks a connection's writer to do, in order.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Write one message; the writer appends the `\n`.
+    Line(String),
+    /// Flush everything queued before, then close the connection.
+    Close,
+}
+
+/// Which transport carries a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A TCP socket served by the tokio runtime.
+    Tcp,
+    /// The in-memory transport of [`crate::TestClient`].
+    Memory,
+}
+
+/// How the ECS reaches a connection's writer.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    Tcp { tx: tokio::sync::mpsc::Sender<Outgoing>, abort: CancellationToken },
+    Memory { tx: Sender<Outgoing>, events: Sender<NetEvent> },
+}
+
+/// One client connection. Spawned by `NetPlugin`'s receive system when a
+/// client connects, despawned when the transport reports it closed (after a
+/// [`ConnectionClosed`](crate::ConnectionClosed) trigger).
+///
+/// Any system may send with [`Connection::send`] or close with
+/// [`Connection::close`]: both only push into the connection's bounded queue
+/// and never block. A connection whose queue is full is closed at once
+/// without a goodbye (a slow reader, PROTOCOL.md §5).
+#[derive(Component, Debug)]
+pub struct Connection {
+    id: ConnectionId,
+    peer: SocketAddr,
+    transport: Transport,
+    sink: Sink,
+    closing: AtomicBool,
+}
+
+/// What happened to a message given to [`Connection::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued for the writer.
+    Queued,
+    /// The connection is already closing; the message was dropped.
+    Closing,
+    /// The queue was full: the connection is being closed as a slow reader.
+    Overflow,
+}
+
+impl Connection {
+    pub(crate) fn new(id: ConnectionId, peer: SocketAddr, sink: Sink) -> Self {
+        let transport = match sink {
+            Sink::Tcp { .. } => Transport::Tcp,
+            Sink::Memory { .. } => Transport::Memory,
+        };
+        Self { id, peer, transport, sink, closing: AtomicBool::new(false) }
+    }
+
+    /// The connection's process-unique id (the `conn` field of log lines).
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The peer's address (for the in-memory transport, the address the test chose).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The transport carrying this connection.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Whether a close was asked for (by [`close`](Self::close), [`abort`](Self::abort)
+    /// or an overflow). A closing connection accepts no more messages.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Queues one message (without its `\n`). Never blocks.
+    pub fn send(&self, line: String) -> SendStatus {
+        if self.is_closing() {
+            return SendStatus::Closing;
+        }
+        if self.push(Outgoing::Line(line)) {
+            SendStatus::Queued
+        } else {
+            bevy_log::debug!(conn = %self.id, reason = "outbound_queue_full", "closing slow reader");
+            self.abort();
+            SendStatus::Overflow
+        }
+    }
+
+    /// Closes gracefully: everything queued before is written first. Idempotent.
+    pub fn close(&self) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if !self.push(Outgoing::Close) {
+            self.hard_close();
+            return;
+        }
+        if let Sink::Memory { events, .. } = &self.sink {
+            let _ = events.send(NetEvent::Closed { id: self.id, cause: CloseCause::Server });
+        }
+    }
+
+    /// Closes at once, dropping whatever is still queued. Idempotent.
+    pub fn abort(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.hard_close();
+    }
+
+    fn hard_close(&self) {
+        match &self.sink {
+            Sink::Tcp { abort, .. } => abort.cancel(),
+            Sink::Memory { events, .. } => {
+                let _ = events.send(NetEvent::Closed { id: self.id, cause: CloseCause::Aborted });
+            }
+        }
+    }
+
+    fn push(&self, item: Outgoing) -> bool {
+        match &self.sink {
+            Sink::Tcp { tx, .. } => match tx.try_send(item) {
+                Ok(()) => true,
+                // A closed channel means the writer is gone: the Closed event is on its way.
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => true,
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => false,
+            },
+            Sink::Memory { tx, .. } => !matches!(tx.try_send(item), Err(crossbeam_channel::TrySendError::Full(_))),
+        }
+    }
+}
+
+/// Why a connection ended, as reported by its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The client closed (or reset) the connection first.
+    Peer,
+    /// The server closed it gracefully ([`Connection::close`]).
+    Server,
+    /// The server closed it at once: a slow reader, or [`Connection::abort`].
+    Aborted,
+    /// The transport failed.
+    Error,
+}
+
+impl std::fmt::Display for CloseCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Peer => "peer",
+            Self::Server => "server",
+            Self::Aborted => "aborted",
+            Self::Error => "error",
+        })
+    }
+}
+
+/// How the rate limiter judged a frame on arrival (PROTOCOL.md §6, "Rate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A token was taken: execute the frame.
+    Admitted,
+    /// No token: a request gets `RATE_LIMITED`, anything else is dropped.
+    Refused,
+    /// No token, and more than `rate_burst` frames were refused within the
+    /// last second: answer as `Refused`, then close with `rate_limited`.
+    RefusedClose,
+}
+
+/// One entry of a connection's inbox, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxItem {
+    /// A non-blank frame (without its `\n` / `\r\n`) and its admission.
+    Frame {
+        /// The frame's bytes, not yet checked for UTF-8.
+        bytes: Bytes,
+        /// What the rate limiter decided on arrival.
+        admission: Admission,
+    },
+    /// A frame passed `max_frame_bytes`; nothing more will be read (PROTOCOL.md §1).
+    TooLarge,
+}
+
+/// Frames received on a connection and not yet handled, plus activity
+/// bookkeeping. Inserted with [`Connection`] by the receive system, which
+/// pushes to it; the JSON-RPC dispatcher pops from it. Blank frames are never
+/// queued, they only count as activity.
+#[derive(Component, Debug, Default)]
+pub struct Inbox {
+    /// Items in arrival order.
+    pub items: VecDeque<InboxItem>,
+    /// `Time<Real>::elapsed()` when the last frame of any kind (even blank or
+    /// invalid) arrived, or when the connection opened (PROTOCOL.md §6, "Idle").
+    pub last_activity: Duration,
+    /// The client closed its sending side; once the inbox is empty the
+    /// connection is closed (without a `disconnected` message).
+    pub eof: bool,
+    pub(crate) bucket: RateBucket,
+}
+
+/// Per-connection token bucket plus the window of recent refusals.
+#[derive(Debug, Default)]
+pub(crate) struct RateBucket {
+    tokens: f64,
+    last_refill: Duration,
+    refusals: VecDeque<Duration>,
+}
+
+impl RateBucket {
+    pub(crate) fn full(burst: u32, now: Duration) -> Self {
+        Self { tokens: f64::from(burst), last_refill: now, refusals: VecDeque::new() }
+    }
+
+    /// Takes a token for one non-blank frame arriving at `now`.
+    pub(crate) fn admit(&mut self, now: Duration, rate: f64, burst: u32) -> Admission {
+        let elapsed = now.saturating_sub(self.last_refill).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(f64::from(burst));
+        self.last_refill = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Admission::Admitted;
+        }
+        let window_start = now.saturating_sub(Duration::from_secs(1));
+        while self.refusals.front().is_some_and(|t| *t <= window_start) {
+            self.refusals.pop_front();
+        }
+        self.refusals.push_back(now);
+        if self.refusals.len() > burst as usize { Admission::RefusedClose } else { Admission::Refused }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_starts_full_and_refills() {
+        let t0 = Duration::from_secs(5);
+        let mut b = RateBucket::full(3, t0);
+        for _ in 0..3 {
+            assert_eq!(b.admit(t0, 10.0, 3), Admission::Admitted);
+        }
+        assert_eq!(b.admit(t0, 10.0, 3), Admission::Refused);
+        // 100 ms at 10/s refills one token.
+        assert_eq!(b.admit(t0 + Duration::from_millis(100), 10.0, 3), Admission::Admitted);
+        assert_eq!(b.admit(t0 + Duration::from_millis(100), 10.0, 3), Admission::Refused);
+    }
+
+    #[test]
+    fn more_than_burst_refusals_in_a_second_close() {
+        let t0 = Duration::from_secs(1);
+        let mut b = RateBucket::full(2, t0);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::RefusedClose);
+    }
+
+    #[test]
+    fn old_refusals_leave_the_window() {
+        let t0 = Duration::from_secs(1);
+        let mut b = RateBucket::full(1, t0);
+        assert_eq!(b.admit(t0, 0.0, 1), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 1), Admission::Refused);
+        assert_eq!(b.admit(t0 + Duration::from_secs(2), 0.0, 1), Admission::Refused);
+    }
+}

@@ -1,0 +1,237 @@
+//! The TCP side: a tokio runtime on its own threads, an accept loop and one
+//! handler task per connection (a reader and a writer), in the manner of
+//! mini-redis.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::{NetBridge, NetEvent};
+use crate::codec::{FrameCodec, FrameError};
+use crate::connection::{CloseCause, ConnectionId, Outgoing, Sink};
+
+/// The line sent to a connection refused because `max_connections` are open (PROTOCOL.md §6).
+pub const SERVER_FULL_LINE: &str = r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_full"}}"#;
+/// The line sent to a connection accepted while the server shuts down (PROTOCOL.md §6).
+pub const SERVER_SHUTDOWN_LINE: &str =
+    r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_shutdown"}}"#;
+
+/// How long a closed connection's unread input is drained after our last
+/// write, so the client receives that write instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub(crate) struct ListenerSettings {
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub outbound_queue: usize,
+}
+
+/// Accepts until `stop` is cancelled, then drops the listener (new
+/// connections are refused by the OS).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    settings: ListenerSettings,
+    bridge: NetBridge,
+    stop: CancellationToken,
+    open: Arc<AtomicUsize>,
+) {
+    let next_id = AtomicU64::new(1);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                bevy_log::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if stop.is_cancelled() {
+            tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+            break;
+        }
+        if open.load(Ordering::Acquire) >= settings.max_connections {
+            bevy_log::debug!(peer = %peer, reason = "server_full", "refused connection");
+            tokio::spawn(refuse(stream, SERVER_FULL_LINE));
+            continue;
+        }
+        open.fetch_add(1, Ordering::AcqRel);
+        let id = ConnectionId(next_id.fetch_add(1, Ordering::Relaxed));
+        let (bridge, settings, open) = (bridge.clone(), settings.clone(), open.clone());
+        tokio::spawn(async move {
+            let cause = handle_connection(stream, id, peer, &bridge, &settings).await;
+            open.fetch_sub(1, Ordering::AcqRel);
+            bridge.send(NetEvent::Closed { id, cause });
+        });
+    }
+    bevy_log::info!("listener closed");
+}
+
+/// Sends one goodbye line and closes.
+async fn refuse(stream: TcpStream, line: &'static str) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    if wr.write_all(&bytes).await.is_ok() {
+        let _ = wr.shutdown().await;
+        linger(&mut rd).await;
+    }
+}
+
+async fn handle_connection(
+    stream: TcpStream,
+    id: ConnectionId,
+    peer: SocketAddr,
+    bridge: &NetBridge,
+    settings: &ListenerSettings,
+) -> CloseCause {
+    let (tx, mut rx) = mpsc::channel(settings.outbound_queue.max(1));
+    let abort = CancellationToken::new();
+    bridge.send(NetEvent::Connected { id, peer, sink: Sink::Tcp { tx, abort: abort.clone() } });
+    let (mut rd, mut wr) = stream.into_split();
+
+    let (cause, graceful) = {
+        let reader = read_frames(&rd, id, bridge, settings.max_frame_bytes);
+        let writer = write_lines(&mut wr, &mut rx);
+        tokio::pin!(reader, writer);
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                biased;
+                () = abort.cancelled() => break (CloseCause::Aborted, false),
+                end = &mut writer => break match end {
+                    WriteEnd::Closed => (CloseCause::Server, true),
+                    WriteEnd::Dropped => (CloseCause::Server, false),
+                    WriteEnd::Failed => (CloseCause::Peer, false),
+                },
+                eof = &mut reader, if reading => {
+                    reading = false;
+                    bridge.send(eof);
+                }
+            }
+        }
+    };
+    if graceful {
+        linger(&mut rd).await;
+    }
+    cause
+}
+
+/// Reads frames until end of stream, an error or a frame that is too large;
+/// returns the event that ends reading. Holds no buffer while the client is idle.
+async fn read_frames(rd: &OwnedReadHalf, id: ConnectionId, bridge: &NetBridge, max_frame_bytes: usize) -> NetEvent {
+    let mut codec = FrameCodec::new(max_frame_bytes);
+    let mut buf = BytesMut::new();
+    loop {
+        if rd.readable().await.is_err() {
+            return NetEvent::Eof { id };
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        match rd.try_read_buf(&mut buf) {
+            Ok(0) => return NetEvent::Eof { id },
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return NetEvent::Eof { id },
+        }
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(bytes)) => {
+                    let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
+                }
+                Ok(None) => break,
+                Err(FrameError::TooLarge) => {
+                    bridge.waker.wake();
+                    return NetEvent::TooLarge { id };
+                }
+                Err(FrameError::Io(_)) => return NetEvent::Eof { id },
+            }
+        }
+        bridge.waker.wake();
+        if buf.is_empty() {
+            buf = BytesMut::new(); // idle connections keep no read buffer
+        }
+    }
+}
+
+enum WriteEnd {
+    /// `Outgoing::Close` was written out.
+    Closed,
+    /// The ECS side dropped the queue (the app is exiting).
+    Dropped,
+    /// The socket failed.
+    Failed,
+}
+
+/// Writes queued lines, batching whatever is queued into one write.
+async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>) -> WriteEnd {
+    let mut buf = Vec::new();
+    loop {
+        let Some(first) = rx.recv().await else {
+            let _ = wr.shutdown().await;
+            return WriteEnd::Dropped;
+        };
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                Outgoing::Line(line) => {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                }
+                Outgoing::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            if buf.len() < 64 * 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            if wr.write_all(&buf).await.is_err() {
+                return WriteEnd::Failed;
+            }
+            buf.clear();
+            if buf.capacity() > 64 * 1024 {
+                buf = Vec::new();
+            }
+        }
+        if close {
+            let _ = wr.shutdown().await;
+            return WriteEnd::Closed;
+        }
+    }
+}
+
+/// Drains and discards input for a short while after the server's last write.
+async fn linger(rd: &mut OwnedReadHalf) {
+    use tokio::io::AsyncReadExt;
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = rd.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,32 @@
+//! The built-in methods of this crate, registered through the same API as
+//! any game method (PROTOCOL.md §4).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bevy_ecs::prelude::*;
+use serde::Serialize;
+
+use crate::RpcError;
+use crate::reason::DisconnectReason;
+use crate::registry::{Empty, NoParams, Reply, Request};
+use crate::reply::Rpc;
+
+/// Result of `ping`.
+#[derive(Debug, Serialize)]
+pub struct PingResult {
+    /// Server wall clock, Unix time in milliseconds.
+    pub server_time_ms: u64,
+}
+
+/// `ping` → `{"server_time_ms":N}`; the keep-alive of PROTOCOL.md §6.
+pub fn ping(In(_req): In<Request<NoParams>>) -> Result<PingResult, RpcError> {
+    let server_time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Ok(PingResult { server_time_ms })
+}
+
+/// `disconnect` → `{}`, then `disconnected {"reason":"client_request"}`, then close.
+pub fn disconnect(In(req): In<Request<NoParams>>, mut rpc: Rpc) -> Reply<Empty> {
+    rpc.respond(&req.reply_to, Ok(Empty {}));
+    rpc.disconnect(req.entity(), DisconnectReason::ClientRequest);
+    Reply::Handled
+}

@@ -1,0 +1,157 @@
+//! The dispatcher: pops frames from connection inboxes in arrival order and
+//! runs the registered methods (PROTOCOL.md §2–3).
+
+use bevy_ecs::prelude::*;
+use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem};
+
+use crate::RpcConfig;
+use crate::envelope::{Envelope, RequestId, error_line, parse_frame, result_line};
+use crate::error::{ErrorCode, RpcError};
+use crate::reason::DisconnectReason;
+use crate::registry::{Call, GateInput, Outcome, ReplyTo, RpcGates, RpcMethods};
+use crate::reply::{RpcState, send_disconnect};
+
+/// Monotonic ticket source for dispatched requests.
+#[derive(Resource, Default)]
+pub(crate) struct Tickets(u64);
+
+/// Dispatches every waiting frame of every connection that is neither
+/// closing nor held by an unanswered request. Runs in [`crate::RpcSet::Dispatch`].
+pub fn dispatch_frames(world: &mut World) {
+    let mut ready: Vec<Entity> = Vec::new();
+    {
+        let mut query = world.query::<(Entity, &Inbox, &Connection, Option<&RpcState>)>();
+        for (entity, inbox, conn, state) in query.iter(world) {
+            if !inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held) {
+                ready.push(entity);
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let methods = world.resource::<RpcMethods>().clone();
+    let gates = world.resource::<RpcGates>().clone();
+    let config = world.resource::<RpcConfig>().clone();
+    for entity in ready {
+        while let Ok(mut entity_ref) = world.get_entity_mut(entity) {
+            if entity_ref.get::<Connection>().is_none_or(Connection::is_closing)
+                || entity_ref.get::<RpcState>().is_some_and(RpcState::is_held)
+            {
+                break;
+            }
+            let Some(item) = entity_ref.get_mut::<Inbox>().and_then(|mut inbox| inbox.items.pop_front()) else {
+                break;
+            };
+            match item {
+                InboxItem::TooLarge => {
+                    let line = error_line(
+                        &RequestId::Null,
+                        &RpcError::with_message(ErrorCode::InvalidRequest, "frame too large"),
+                    );
+                    if let Some(conn) = world.get::<Connection>(entity) {
+                        conn.send(line);
+                        send_disconnect(conn, DisconnectReason::ProtocolError);
+                    }
+                }
+                InboxItem::Frame { bytes, admission: Admission::Admitted } => {
+                    handle_frame(world, entity, &bytes, &methods, &gates, &config);
+                }
+                InboxItem::Frame { bytes, admission } => {
+                    // Not executed (PROTOCOL.md §6): a request gets RATE_LIMITED, the rest is dropped.
+                    if let Ok(Envelope { id: Some(id), .. }) = parse_frame(&bytes) {
+                        send(world, entity, error_line(&id, &RpcError::new(ErrorCode::RateLimited)));
+                    }
+                    if admission == Admission::RefusedClose
+                        && let Some(conn) = world.get::<Connection>(entity)
+                    {
+                        send_disconnect(conn, DisconnectReason::RateLimited);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn send(world: &World, entity: Entity, line: String) {
+    if let Some(conn) = world.get::<Connection>(entity) {
+        conn.send(line);
+    }
+}
+
+fn handle_frame(
+    world: &mut World,
+    entity: Entity,
+    bytes: &[u8],
+    methods: &RpcMethods,
+    gates: &RpcGates,
+    config: &RpcConfig,
+) {
+    let envelope = match parse_frame(bytes) {
+        Ok(envelope) => envelope,
+        Err(invalid) => {
+            send(world, entity, error_line(&invalid.id, &invalid.error));
+            let errors = world.get_mut::<RpcState>(entity).map(|mut s| {
+                s.protocol_errors += 1;
+                s.protocol_errors
+            });
+            if errors.is_some_and(|n| n >= config.max_protocol_errors)
+                && let Some(conn) = world.get::<Connection>(entity)
+            {
+                send_disconnect(conn, DisconnectReason::ProtocolError);
+            }
+            return;
+        }
+    };
+    let Envelope { id, method, params } = envelope;
+    let Some(entry) = methods.get(&method) else {
+        if let Some(id) = &id {
+            send(world, entity, error_line(id, &RpcError::new(ErrorCode::MethodNotFound)));
+        }
+        return;
+    };
+    let input = GateInput { entity, method: &method, access: entry.access, params: &params, is_request: id.is_some() };
+    for gate in &gates.0 {
+        if let Err(error) = gate(world, &input) {
+            if let Some(id) = &id {
+                send(world, entity, error_line(id, &error));
+            }
+            return;
+        }
+    }
+    let ticket = {
+        let mut tickets = world.resource_mut::<Tickets>();
+        tickets.0 += 1;
+        tickets.0
+    };
+    let reply_to = ReplyTo { entity, id, ticket };
+    let outcome = (entry.invoke)(world, Call { reply_to: reply_to.clone(), params });
+    match outcome {
+        Outcome::Reply(result) => {
+            if let Some(id) = &reply_to.id {
+                let line = match result {
+                    Ok(json) => result_line(id, &json),
+                    Err(error) => error_line(id, &error),
+                };
+                send(world, entity, line);
+            }
+        }
+        Outcome::Later => {
+            if let Some(mut state) = world.get_mut::<RpcState>(entity) {
+                state.held.push(ticket);
+            }
+        }
+        Outcome::Handled => {}
+    }
+}
+
+/// Wakes the frame loop when frames are still waiting for dispatch at the end
+/// of a frame (their hold was released), so they do not wait for the next tick.
+pub fn wake_for_waiting_frames(query: Query<(&Inbox, &Connection, Option<&RpcState>)>, waker: Option<Res<FrameWaker>>) {
+    let waiting = query.iter().any(|(inbox, conn, state)| {
+        !inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held)
+    });
+    if waiting && let Some(waker) = waker {
+        waker.wake();
+    }
+}

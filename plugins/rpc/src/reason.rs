@@ -1,0 +1,57 @@
+//! Why the server closes a connection (PROTOCOL.md §5, the `reason` of
+//! `kicked` and `disconnected`).
+
+use serde::{Serialize, Serializer};
+
+/// The reasons of PROTOCOL.md §5. `Display` and `Serialize` give the exact
+/// wire strings (`duplicate_login`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// Another connection logged in to the same account (a kick reason).
+    DuplicateLogin,
+    /// The server is shutting down (a kick reason for logged-in sessions).
+    ServerShutdown,
+    /// No message arrived for `idle_timeout` (a kick reason for logged-in sessions).
+    IdleTimeout,
+    /// Kicked by server code or an operator (a kick reason).
+    Admin,
+    /// The connection did not log in within `login_timeout`.
+    LoginTimeout,
+    /// Too many protocol errors, or a frame too large.
+    ProtocolError,
+    /// Too many frames refused by the rate limiter.
+    RateLimited,
+    /// `max_connections` were open.
+    ServerFull,
+    /// The client sent `disconnect`.
+    ClientRequest,
+}
+
+impl DisconnectReason {
+    /// The wire string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DuplicateLogin => "duplicate_login",
+            Self::ServerShutdown => "server_shutdown",
+            Self::IdleTimeout => "idle_timeout",
+            Self::Admin => "admin",
+            Self::LoginTimeout => "login_timeout",
+            Self::ProtocolError => "protocol_error",
+            Self::RateLimited => "rate_limited",
+            Self::ServerFull => "server_full",
+            Self::ClientRequest => "client_request",
+        }
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DisconnectReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}

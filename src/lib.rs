@@ -1,1 +1,62 @@
-//! portcullis
+//! Portcullis: a headless game server built as Bevy ECS plugins.
+//!
+//! Clients speak JSON-RPC 2.0 over TCP, one message per line
+//! (PROTOCOL.md). Each connection is an entity; login, tokens, deadlines and
+//! the single-session kick/save state machine are systems. Add
+//! [`ServerPlugins`] to a Bevy app (with `bevy_time::TimePlugin`) to embed
+//! the server in a game, register game methods with
+//! [`prelude::RpcAppExt::add_rpc_method`], and test game logic with the
+//! in-memory [`prelude::TestClient`].
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod runner;
+pub mod scenario;
+
+use bevy_app::{PluginGroup, PluginGroupBuilder};
+
+pub use portcullis_net as net;
+pub use portcullis_rpc as rpc;
+pub use portcullis_session as session;
+pub use portcullis_store as store;
+
+/// Every Portcullis plugin, in order: network, JSON-RPC, sessions. Like
+/// Bevy's `MinimalPlugins`, configure members with `.set(...)`. Needs
+/// `bevy_time::TimePlugin` (or `MinimalPlugins`) in the app too.
+///
+/// # Examples
+///
+/// ```no_run
+/// use bevy_app::{App, PluginGroup};
+/// use portcullis::prelude::*;
+///
+/// let mut app = App::new();
+/// app.add_plugins(bevy_time::TimePlugin)
+///     .add_plugins(ServerPlugins.set(NetPlugin::bind("127.0.0.1:0".parse().unwrap()).unwrap()));
+/// ```
+pub struct ServerPlugins;
+
+impl PluginGroup for ServerPlugins {
+    fn build(self) -> PluginGroupBuilder {
+        PluginGroupBuilder::start::<Self>()
+            .add(portcullis_net::NetPlugin::default())
+            .add(portcullis_rpc::RpcPlugin::default())
+            .add(portcullis_session::SessionPlugin::default())
+    }
+}
+
+/// The items a game needs, in one import.
+pub mod prelude {
+    pub use crate::ServerPlugins;
+    pub use portcullis_net::{Connection, ConnectionClosed, ConnectionOpened, NetPlugin, TestClient};
+    pub use portcullis_rpc::{
+        Access, DisconnectReason, Empty, ErrorCode, NoParams, Reply, ReplyTo, Request, Rpc, RpcAppExt, RpcError,
+        RpcPlugin,
+    };
+    pub use portcullis_session::{
+        Kick, Kicked, LoggedIn, LoggedOut, RequestShutdown, Session, SessionConfig, SessionIndex, SessionPlugin,
+    };
+}

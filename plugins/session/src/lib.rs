@@ -1,1 +1,168 @@
-//! portcullis_session (placeholder).
+//! portcullis_session: login, tokens, deadlines and the kick/save state
+//! machine (PROTOCOL.md §4 and §6).
+//!
+//! ```text
+//!  RpcSet::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
+//!  SessionSet::Store  ◀── replies ── store.rs: answer, run the transition it completes
+//!  SessionSet::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
+//!  observers: ConnectionOpened → Session; ConnectionClosed, Kick, RequestShutdown → machine.rs
+//! ```
+//!
+//! Every state change of a [`Session`] is one method of [`SessionCtx`] in
+//! `machine.rs`; handlers, timers and observers only decide which to call.
+#![forbid(unsafe_code)]
+
+mod events;
+mod gate;
+mod limits;
+mod machine;
+mod methods;
+mod shutdown;
+mod state;
+mod store;
+mod token;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bevy_app::prelude::*;
+use bevy_ecs::prelude::*;
+use bevy_time::{Real, Time};
+use portcullis_net::{ConnectionClosed, ConnectionOpened, FrameWaker, NetSet};
+use portcullis_rpc::{Access, Rpc, RpcAppExt, RpcGates, RpcSet};
+use portcullis_store::{Store, StoreConfig};
+
+pub use events::*;
+pub use gate::*;
+pub use limits::*;
+pub use machine::*;
+pub use methods::*;
+pub use portcullis_rpc::DisconnectReason;
+pub use shutdown::*;
+pub use state::*;
+pub use store::*;
+pub use token::*;
+
+/// Where in the frame sessions are worked on (in `Update`, after
+/// [`RpcSet::Dispatch`], before [`NetSet::Send`]).
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SessionSet {
+    /// Apply store replies.
+    Store,
+    /// Deadlines and idle timers.
+    Timers,
+}
+
+/// Timers and limits of sessions (CLI.md). Inserted as a resource by
+/// [`SessionPlugin`]; read-only.
+#[derive(Resource, Debug, Clone)]
+pub struct SessionConfig {
+    /// A connection must log in within this (`--login-timeout`).
+    pub login_timeout: Duration,
+    /// How long a kicked session may take to save (`--kick-save-timeout`).
+    pub kick_save_timeout: Duration,
+    /// A connection with no frame for this long is closed (`--idle-timeout`).
+    pub idle_timeout: Duration,
+    /// Largest `data` of `userdata_save`, compact JSON bytes (`--max-userdata-bytes`).
+    pub max_userdata_bytes: usize,
+    /// Failed password logins per peer address within the window (`--login-fail-limit`).
+    pub login_fail_limit: u32,
+    /// The window of the login throttle (`--login-fail-window`).
+    pub login_fail_window: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            login_timeout: Duration::from_secs(10),
+            kick_save_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_userdata_bytes: 65_536,
+            login_fail_limit: 5,
+            login_fail_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The session plugin: opens the store, registers the methods of
+/// PROTOCOL.md §4, installs the session gate, and runs the state machine.
+/// Needs `NetPlugin` and `RpcPlugin` (add it after them).
+pub struct SessionPlugin {
+    /// Timers and limits.
+    pub config: SessionConfig,
+    /// How to open the store when none was given with [`SessionPlugin::with_store`].
+    pub store: StoreConfig,
+    opened: Mutex<Option<Store>>,
+}
+
+impl Default for SessionPlugin {
+    fn default() -> Self {
+        Self { config: SessionConfig::default(), store: StoreConfig::default(), opened: Mutex::new(None) }
+    }
+}
+
+impl SessionPlugin {
+    /// A plugin that uses an already opened store (so the caller handles open
+    /// errors). Open it with a `notify` that wakes the app's [`FrameWaker`].
+    pub fn with_store(config: SessionConfig, store: Store) -> Self {
+        Self { config, store: StoreConfig::default(), opened: Mutex::new(Some(store)) }
+    }
+
+    /// A plugin opening `store` when built (panics if it cannot be opened).
+    pub fn new(config: SessionConfig, store: StoreConfig) -> Self {
+        Self { config, store, opened: Mutex::new(None) }
+    }
+}
+
+impl Plugin for SessionPlugin {
+    fn build(&self, app: &mut App) {
+        let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let store = opened.unwrap_or_else(|| {
+            let waker = app.world_mut().get_resource_or_init::<FrameWaker>().clone();
+            Store::open(self.store.clone(), Some(Arc::new(move || waker.wake())))
+                .unwrap_or_else(|e| panic!("SessionPlugin: cannot open the store {:?}: {e}", self.store.path))
+        });
+        app.insert_resource(self.config.clone())
+            .insert_resource(StoreHandle(Some(store)))
+            .init_resource::<SessionIndex>()
+            .init_resource::<PendingStore>()
+            .init_resource::<LoginThrottle>()
+            .init_resource::<ShutdownState>()
+            .configure_sets(
+                Update,
+                (SessionSet::Store, SessionSet::Timers).chain().after(RpcSet::Dispatch).before(NetSet::Send),
+            )
+            .add_systems(Update, apply_store_replies.in_set(SessionSet::Store))
+            .add_systems(Update, (check_deadlines, finish_shutdown).chain().in_set(SessionSet::Timers))
+            .add_observer(on_connection_opened)
+            .add_observer(|closed: On<ConnectionClosed>, mut ctx: SessionCtx| ctx.connection_closed(closed.entity))
+            .add_observer(|kick: On<Kick>, mut ctx: SessionCtx| ctx.kick(kick.entity, kick.reason))
+            .add_observer(on_request_shutdown)
+            .add_rpc_method("login", Access::Public, login)
+            .add_rpc_method("logout", Access::LoggedIn, logout)
+            .add_rpc_method("userdata_save", Access::LoggedIn, userdata_save)
+            .add_rpc_method("userdata_load", Access::LoggedIn, userdata_load)
+            .add_rpc_method("register", Access::Public, register)
+            .add_rpc_method("change_password", Access::LoggedIn, change_password);
+        app.world_mut().get_resource_or_init::<RpcGates>().0.push(Arc::new(session_gate));
+    }
+}
+
+/// Gives every new connection its [`Session`] with a login deadline; during
+/// a shutdown a new connection is told `server_shutdown` and closed.
+fn on_connection_opened(
+    opened: On<ConnectionOpened>,
+    mut commands: Commands,
+    time: Res<Time<Real>>,
+    config: Res<SessionConfig>,
+    shutdown: Res<ShutdownState>,
+    rpc: Rpc,
+) {
+    let now = time.elapsed();
+    let mut session = Session::new(now + config.login_timeout, now);
+    if shutdown.is_active() {
+        session.state = SessionState::Closed;
+        rpc.disconnect(opened.entity, DisconnectReason::ServerShutdown);
+    }
+    commands.entity(opened.entity).insert(session);
+}

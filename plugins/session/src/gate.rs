@@ -1,0 +1,45 @@
+//! The session gate: the session-state and auth checks that every method —
+//! built-in or game — passes before its params are parsed (PROTOCOL.md §3,
+//! "which error wins": 1006 → 1011 → 1008 → 1001 → -32602 token → 1003).
+
+use bevy_ecs::prelude::*;
+use portcullis_rpc::{Access, ErrorCode, GateInput, RpcError};
+use serde_json::Value;
+
+use crate::shutdown::ShutdownState;
+use crate::state::{Session, SessionState};
+
+/// Methods a session being kicked may still call (PROTOCOL.md §6).
+pub const ALLOWED_WHILE_KICKING: [&str; 4] = ["userdata_save", "logout", "ping", "disconnect"];
+
+/// The gate installed into `RpcGates` by `SessionPlugin`.
+pub fn session_gate(world: &mut World, input: &GateInput<'_>) -> Result<(), RpcError> {
+    let Some(session) = world.get::<Session>(input.entity) else { return Ok(()) };
+    // 1006: a kicked session may only save, log out, ping or disconnect.
+    if session.is_kicking() && !ALLOWED_WHILE_KICKING.contains(&input.method) {
+        return Err(RpcError::new(ErrorCode::SessionClosing));
+    }
+    if input.method == "login" && !session.is_logged_in() {
+        // 1011: no login completes while the server shuts down.
+        if world.resource::<ShutdownState>().is_active() {
+            return Err(RpcError::new(ErrorCode::ServerBusy));
+        }
+        // 1008: this connection's login already waits for a takeover.
+        if matches!(session.state, SessionState::WaitingTakeover { .. }) {
+            return Err(RpcError::new(ErrorCode::LoginInProgress));
+        }
+    }
+    if input.access == Access::LoggedIn {
+        let Some(live) = session.token() else { return Err(RpcError::new(ErrorCode::NotLoggedIn)) };
+        match input.params {
+            Value::Object(params) => match params.get("token") {
+                Some(Value::String(token)) if token == live.as_str() => {}
+                Some(Value::String(_)) => return Err(RpcError::new(ErrorCode::TokenInvalid)),
+                _ => return Err(RpcError::invalid_params("token")),
+            },
+            Value::Null => return Err(RpcError::invalid_params("token")),
+            _ => return Err(RpcError::invalid_params("params")),
+        }
+    }
+    Ok(())
+}

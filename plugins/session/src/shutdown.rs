@@ -1,0 +1,79 @@
+//! Graceful shutdown (PROTOCOL.md §6, "Shutdown"; CLI.md: exit status 0).
+
+use std::time::Duration;
+
+use bevy_app::AppExit;
+use bevy_ecs::prelude::*;
+use portcullis_net::{ConnectionIndex, NetControl};
+use portcullis_rpc::DisconnectReason;
+
+use crate::events::RequestShutdown;
+use crate::machine::SessionCtx;
+use crate::state::SessionState;
+
+/// How long after the kick-save deadline the server still waits for
+/// connections to finish closing before it exits anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Whether the server is shutting down. Inserted by `SessionPlugin`; set by
+/// the [`RequestShutdown`] observer.
+#[derive(Resource, Default, Debug)]
+pub struct ShutdownState {
+    started: Option<Duration>,
+    finished: bool,
+}
+
+impl ShutdownState {
+    /// Whether a shutdown was requested.
+    pub fn is_active(&self) -> bool {
+        self.started.is_some()
+    }
+}
+
+/// Starts the shutdown: stop accepting, close connections that are not
+/// logged in, kick every session with `server_shutdown` (a session already
+/// kicking keeps its kick and deadline).
+pub fn on_request_shutdown(_request: On<RequestShutdown>, mut ctx: SessionCtx, net: Option<Res<NetControl>>) {
+    if ctx.shutdown.is_active() {
+        return;
+    }
+    let now = ctx.now();
+    ctx.shutdown.started = Some(now);
+    bevy_log::info!(sessions = ctx.index.sessions(), "shutting down: saving sessions");
+    if let Some(net) = net {
+        net.stop_accepting();
+    }
+    let entities: Vec<(Entity, bool)> = ctx
+        .sessions
+        .iter()
+        .map(|(entity, session, _)| (entity, matches!(session.state, SessionState::AwaitingLogin { .. })))
+        .collect();
+    for (entity, awaiting_login) in entities {
+        if awaiting_login {
+            ctx.close_unauthenticated(entity, DisconnectReason::ServerShutdown);
+        } else {
+            ctx.kick(entity, DisconnectReason::ServerShutdown);
+        }
+    }
+}
+
+/// Ends the shutdown once every connection is gone (or the grace time ran
+/// out): closes the store, which commits everything queued, then exits 0.
+pub fn finish_shutdown(mut ctx: SessionCtx, connections: Res<ConnectionIndex>, mut exit: MessageWriter<AppExit>) {
+    let Some(started) = ctx.shutdown.started else { return };
+    if ctx.shutdown.finished {
+        return;
+    }
+    let give_up = started + ctx.config.kick_save_timeout + CLOSE_GRACE;
+    if !connections.is_empty() && ctx.now() < give_up {
+        return;
+    }
+    ctx.shutdown.finished = true;
+    if let Some(store) = ctx.store.take()
+        && let Err(e) = store.close()
+    {
+        bevy_log::error!(error = %e, "closing the store failed");
+    }
+    bevy_log::info!(left_open = connections.len(), "shutdown complete");
+    exit.write(AppExit::Success);
+}

@@ -1,0 +1,181 @@
+//! The bridge to the storage thread: the store handle, the requests waiting
+//! on it, and the system that applies its replies.
+
+use std::collections::HashMap;
+
+use bevy_ecs::prelude::*;
+use portcullis_rpc::{ErrorCode, ReplyTo, RpcError};
+use portcullis_store::{Store, StoreFailure, StoreOk, StoreReply, format_saved_at};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::machine::SessionCtx;
+use crate::state::SessionState;
+
+/// The running store. Inserted by `SessionPlugin`; taken and closed (every
+/// queued write committed) at the end of a graceful shutdown.
+#[derive(Resource, Default)]
+pub struct StoreHandle(pub(crate) Option<Store>);
+
+impl StoreHandle {
+    /// The store, unless it was closed.
+    pub fn get(&self) -> Option<&Store> {
+        self.0.as_ref()
+    }
+
+    /// Takes the store out (to close it).
+    pub fn take(&mut self) -> Option<Store> {
+        self.0.take()
+    }
+}
+
+/// What a request waiting on the store was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PendingOp {
+    Login { peer: std::net::IpAddr },
+    Register,
+    ChangePassword,
+    Save,
+    Load,
+}
+
+/// Requests waiting on the store, by tag (the `PendingRpc` of DESIGN.md).
+/// Each connection has at most one: a request waiting on the store holds the
+/// connection's later frames (requests apply in arrival order, PROTOCOL.md §2).
+#[derive(Resource, Default, Debug)]
+pub struct PendingStore {
+    next_tag: u64,
+    ops: HashMap<u64, (ReplyTo, PendingOp)>,
+}
+
+impl PendingStore {
+    pub(crate) fn next_tag(&mut self) -> u64 {
+        self.next_tag += 1;
+        self.next_tag
+    }
+
+    pub(crate) fn insert(&mut self, tag: u64, reply_to: ReplyTo, op: PendingOp) {
+        self.ops.insert(tag, (reply_to, op));
+    }
+
+    /// Number of requests waiting on the store.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether no request waits on the store.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Result of `userdata_save`: `{"version":N,"saved_at":S}`.
+#[derive(Debug, Serialize)]
+pub struct SaveResult {
+    /// The new version (1, 2, 3, ... per account).
+    pub version: u64,
+    /// Commit time, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    pub saved_at: String,
+}
+
+/// Result of `userdata_load`: `{"data":OBJECT,"version":N,"saved_at":S}`.
+#[derive(Debug, Serialize)]
+pub struct LoadResult {
+    /// The saved object, as stored.
+    pub data: Box<RawValue>,
+    /// Its version.
+    pub version: u64,
+    /// Its commit time.
+    pub saved_at: String,
+}
+
+/// Result of `register`: `{"account":S}`.
+#[derive(Debug, Serialize)]
+pub struct RegisterResult {
+    /// The account name as registered.
+    pub account: String,
+}
+
+fn internal(reason: &str) -> RpcError {
+    bevy_log::warn!(reason, "storage failure");
+    RpcError::new(ErrorCode::InternalError)
+}
+
+/// Applies every finished store reply: answers its request and runs the
+/// transition it completes. Runs in `SessionSet::Store`.
+pub fn apply_store_replies(mut ctx: SessionCtx) {
+    let replies: Vec<StoreReply> = match ctx.store.get() {
+        Some(store) => store.replies().try_iter().collect(),
+        None => return,
+    };
+    for reply in replies {
+        let Some((reply_to, op)) = ctx.pending.ops.remove(&reply.tag) else { continue };
+        apply_reply(&mut ctx, &reply_to, op, reply.result);
+    }
+}
+
+fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: Result<StoreOk, StoreFailure>) {
+    let entity = reply_to.entity;
+    match (op, result) {
+        (PendingOp::Login { .. }, Ok(StoreOk::Account(account))) => ctx.password_login_verified(reply_to, account),
+        (PendingOp::Login { peer }, Err(StoreFailure::InvalidCredentials)) => {
+            let now = ctx.now();
+            ctx.throttle.record_failure(peer, now);
+            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
+        }
+        (PendingOp::Register, Ok(StoreOk::Account(account))) => {
+            ctx.rpc.respond(reply_to, Ok(RegisterResult { account: account.name }));
+        }
+        (PendingOp::Register, Err(StoreFailure::AccountExists)) => {
+            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::AccountExists)));
+        }
+        (PendingOp::ChangePassword, Ok(StoreOk::Done)) => {
+            ctx.rpc.respond(reply_to, Ok(portcullis_rpc::Empty {}));
+        }
+        (PendingOp::ChangePassword, Err(StoreFailure::InvalidCredentials)) => {
+            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
+        }
+        (PendingOp::Save, result) => {
+            let kicking = match ctx.sessions.get_mut(entity) {
+                Ok((_, mut session, _)) => {
+                    session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
+                    matches!(session.state, SessionState::Kicking { .. })
+                }
+                Err(_) => false,
+            };
+            match result {
+                Ok(StoreOk::Saved(saved)) => {
+                    let answer = SaveResult { version: saved.version, saved_at: format_saved_at(saved.saved_at_ms) };
+                    ctx.rpc.respond(reply_to, Ok(answer));
+                    // PROTOCOL.md §6: a kicked session's save, once answered, ends the kick.
+                    if kicking {
+                        ctx.end_kick(entity);
+                    }
+                }
+                // A failed save does not end a kick (§6).
+                Ok(_) => ctx.rpc.respond::<()>(reply_to, Err(internal("unexpected reply to save"))),
+                Err(failure) => ctx.rpc.respond::<()>(reply_to, Err(failure_error(&failure))),
+            }
+        }
+        (PendingOp::Load, Ok(StoreOk::Userdata(Some(stored)))) => {
+            let (version, saved_at) = (stored.version, format_saved_at(stored.saved_at_ms));
+            let answer = RawValue::from_string(stored.data)
+                .map(|data| LoadResult { data, version, saved_at })
+                .map_err(|_| internal("stored user data is not JSON"));
+            ctx.rpc.respond(reply_to, answer);
+        }
+        (PendingOp::Load, Ok(StoreOk::Userdata(None))) => {
+            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::NoUserdata)));
+        }
+        (_, Err(failure)) => ctx.rpc.respond::<()>(reply_to, Err(failure_error(&failure))),
+        (_, Ok(_)) => ctx.rpc.respond::<()>(reply_to, Err(internal("unexpected store reply"))),
+    }
+}
+
+fn failure_error(failure: &StoreFailure) -> RpcError {
+    match failure {
+        StoreFailure::InvalidCredentials => RpcError::new(ErrorCode::InvalidCredentials),
+        StoreFailure::AccountExists => RpcError::new(ErrorCode::AccountExists),
+        StoreFailure::Internal(reason) => internal(reason),
+    }
+}

@@ -1,0 +1,163 @@
+//! Passwords: the registration rules and argon2id hashing.
+
+use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::TryRngCore as _;
+use rand::rngs::OsRng;
+
+/// The shortest and longest account names (ASCII letters and digits).
+const ACCOUNT_LEN: std::ops::RangeInclusive<usize> = 6..=16;
+/// The shortest and longest passwords, in Unicode scalar values.
+const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 6..=64;
+/// Bytes of random salt per hash.
+const SALT_BYTES: usize = 16;
+
+/// Which registration rule (PROTOCOL.md §4, `INVALID_ACCOUNT`) a name or
+/// password breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AccountRuleError {
+    /// The account name is not 6 to 16 ASCII letters or digits.
+    #[error("account name must be 6 to 16 ASCII letters or digits")]
+    AccountName,
+    /// The password is not 6 to 64 characters long.
+    #[error("password must be 6 to 64 characters")]
+    PasswordLength,
+}
+
+/// Checks the `register` rules: the account matches `^[0-9A-Za-z]{6,16}$`
+/// and the password is 6 to 64 Unicode characters.
+///
+/// # Examples
+///
+/// ```
+/// use portcullis_store::{AccountRuleError, validate_new_account};
+///
+/// assert_eq!(validate_new_account("player1", "secret"), Ok(()));
+/// assert_eq!(
+///     validate_new_account("p1", "secret"),
+///     Err(AccountRuleError::AccountName)
+/// );
+/// ```
+pub fn validate_new_account(account: &str, password: &str) -> Result<(), AccountRuleError> {
+    let name_ok = ACCOUNT_LEN.contains(&account.len()) && account.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !name_ok {
+        return Err(AccountRuleError::AccountName);
+    }
+    validate_new_password(password)
+}
+
+/// Checks the password rule of `register` and `change_password`: 6 to 64
+/// Unicode characters (not bytes).
+pub fn validate_new_password(password: &str) -> Result<(), AccountRuleError> {
+    // Counting stops early so a huge password costs no more than a short one.
+    let chars = password.chars().take(PASSWORD_CHARS.end() + 1).count();
+    if PASSWORD_CHARS.contains(&chars) { Ok(()) } else { Err(AccountRuleError::PasswordLength) }
+}
+
+/// Makes and checks argon2id PHC strings.
+#[derive(Clone)]
+pub(crate) struct PasswordHasher {
+    /// argon2id with the configured cost, for new hashes.
+    argon2: Argon2<'static>,
+}
+
+impl PasswordHasher {
+    /// A hasher that makes new hashes with `params`.
+    pub(crate) fn new(params: Params) -> Self {
+        Self { argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params) }
+    }
+
+    /// Hashes `password` with a fresh salt from the operating system's
+    /// random source; returns the PHC string.
+    pub(crate) fn hash(&self, password: &str) -> Result<String, password_hash::Error> {
+        let mut salt = [0_u8; SALT_BYTES];
+        OsRng.try_fill_bytes(&mut salt).map_err(|_| password_hash::Error::Crypto)?;
+        let salt = password_hash::SaltString::encode_b64(&salt)?;
+        Ok(self.argon2.hash_password(password.as_bytes(), &salt)?.to_string())
+    }
+
+    /// Checks `password` against a stored PHC string, with the algorithm and
+    /// cost written in that string. `Ok(false)` is a wrong password; `Err` is
+    /// a PHC string that cannot be used.
+    pub(crate) fn verify(phc: &str, password: &str) -> Result<bool, password_hash::Error> {
+        let parsed = PasswordHash::new(phc)?;
+        match Argon2::default().verify_password(password.as_bytes(), &parsed) {
+            Ok(()) => Ok(true),
+            Err(password_hash::Error::Password) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_name_rules() {
+        assert_eq!(validate_new_account("abc123", "secret"), Ok(()));
+        assert_eq!(validate_new_account("ABCdef0123456789", "secret"), Ok(()));
+        for bad in [
+            "",
+            "abc12",
+            "abcdefghij1234567",
+            "abc_123",
+            "abc 123",
+            "abc-123",
+            "abcdéf",
+            "аbcdef", // Cyrillic a
+            "ｐｌａｙｅｒ１",
+        ] {
+            assert_eq!(validate_new_account(bad, "secret"), Err(AccountRuleError::AccountName), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn password_length_counts_characters() {
+        assert_eq!(validate_new_password("12345"), Err(AccountRuleError::PasswordLength));
+        assert_eq!(validate_new_password(""), Err(AccountRuleError::PasswordLength));
+        assert_eq!(validate_new_password("123456"), Ok(()));
+        // Six characters of three bytes each: 18 bytes but 6 characters.
+        assert_eq!(validate_new_password("密码密码密码"), Ok(()));
+        assert_eq!(validate_new_password(&"密".repeat(64)), Ok(()));
+        assert_eq!(validate_new_password(&"🔑".repeat(64)), Ok(()));
+        assert_eq!(validate_new_password(&"密".repeat(65)), Err(AccountRuleError::PasswordLength));
+        assert_eq!(validate_new_password(&"x".repeat(1 << 20)), Err(AccountRuleError::PasswordLength));
+        assert_eq!(validate_new_account("abcdef", "12345"), Err(AccountRuleError::PasswordLength));
+    }
+
+    fn fast() -> PasswordHasher {
+        PasswordHasher::new(Params::new(Params::MIN_M_COST, 1, 1, None).expect("minimum cost is valid"))
+    }
+
+    #[test]
+    fn hash_is_argon2id_phc_with_the_configured_cost_and_verifies() {
+        let phc = fast().hash("correct horse").expect("hashing works");
+        assert!(phc.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{phc}");
+        assert_eq!(PasswordHasher::verify(&phc, "correct horse"), Ok(true));
+        assert_eq!(PasswordHasher::verify(&phc, "correct horsE"), Ok(false));
+        assert_eq!(PasswordHasher::verify(&phc, ""), Ok(false));
+    }
+
+    #[test]
+    fn every_hash_gets_its_own_salt() {
+        let hasher = fast();
+        let a = hasher.hash("same").expect("hashing works");
+        let b = hasher.hash("same").expect("hashing works");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn verification_uses_the_cost_in_the_hash() {
+        let strong = PasswordHasher::new(Params::new(64, 2, 1, None).expect("valid cost"));
+        let phc = strong.hash("pw").expect("hashing works");
+        assert!(phc.contains("m=64,t=2"), "{phc}");
+        assert_eq!(PasswordHasher::verify(&phc, "pw"), Ok(true));
+    }
+
+    #[test]
+    fn garbage_phc_is_an_error_not_a_panic() {
+        assert!(PasswordHasher::verify("not a hash", "pw").is_err());
+        assert!(PasswordHasher::verify("", "pw").is_err());
+    }
+}

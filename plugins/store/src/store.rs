@@ -1,0 +1,202 @@
+//! [`Store`]: the handle the game server holds; starts and stops the store's
+//! threads and carries requests and replies across channels.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
+use tracing::{info, warn};
+
+use crate::hasher::{self, Hashers};
+use crate::worker::{Job, Worker};
+use crate::{Database, StoreConfig, StoreError, StoreReply, StoreRequest, SubmitError};
+
+/// Called from the store's threads after they push replies, so that an
+/// event-driven frame loop can wake up. Must be quick and must not block.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// A password that no account can have: the dummy hash is made from it.
+const DUMMY_PASSWORD: &str = "portcullis dummy password for unknown accounts";
+
+/// The running store: an SQLite thread and a pool of password hasher
+/// threads, reached only through channels.
+///
+/// The session plugin keeps it in a resource. It is `Send + Sync`; every
+/// method but [`close`](Self::close) takes `&self`, and none of them blocks
+/// except `close` (and `Drop`, which does the same).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis_store::{Store, StoreConfig, StoreOk, StoreRequest};
+///
+/// let store = Store::open(StoreConfig::in_memory().fast_hashing(), None)?;
+/// store
+///     .submit(1, StoreRequest::VerifyPassword {
+///         account: "NETEASE1".into(),
+///         password: "123".into(),
+///     })
+///     .expect("the queue has room");
+/// let reply = store.replies().recv_timeout(Duration::from_secs(10))?;
+/// let Ok(StoreOk::Account(account)) = reply.result else { panic!("{reply:?}") };
+/// assert_eq!(account.name, "netease1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Store {
+    /// Where `submit` puts requests; `None` once closing began.
+    requests: Option<Sender<Job>>,
+    /// Where the store's threads put replies.
+    replies: Receiver<StoreReply>,
+    /// The SQLite thread; `None` once joined.
+    worker: Option<JoinHandle<Result<(), StoreError>>>,
+    /// The hasher threads; empty once joined.
+    hashers: Vec<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens, creates or migrates the database (on the calling thread, so
+    /// errors come back here), then starts the SQLite thread and
+    /// [`StoreConfig::hash_threads`] hasher threads.
+    ///
+    /// `notify` is called from the store's threads after each batch of
+    /// replies is pushed.
+    pub fn open(config: StoreConfig, notify: Option<Notify>) -> Result<Self, StoreError> {
+        let (conn, hasher) = Database::open(&config)?.into_parts();
+        let dummy_hash = hasher.hash(DUMMY_PASSWORD).map_err(StoreError::Hashing)?;
+
+        let (request_tx, request_rx) = bounded(config.queue_capacity.max(1));
+        let (reply_tx, reply_rx) = unbounded();
+        let (job_tx, job_rx) = unbounded();
+        let (hashed_tx, hashed_rx) = unbounded();
+
+        let shared = Arc::new(Hashers {
+            hasher,
+            dummy_hash,
+            replies: reply_tx.clone(),
+            hashed: hashed_tx,
+            notify: notify.clone(),
+        });
+        let mut hashers = Vec::with_capacity(config.hash_threads.max(1));
+        for index in 0..config.hash_threads.max(1) {
+            let shared = Arc::clone(&shared);
+            let jobs = job_rx.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("portcullis-hash-{index}"))
+                .spawn(move || hasher::run(&shared, &jobs));
+            match spawned {
+                Ok(handle) => hashers.push(handle),
+                Err(e) => {
+                    drop(job_tx);
+                    join_hashers(hashers);
+                    return Err(StoreError::Spawn(e));
+                }
+            }
+        }
+        drop(shared);
+
+        let worker = Worker::new(conn, request_rx, hashed_rx, job_tx, reply_tx, notify, config.group_commit);
+        let worker = match thread::Builder::new().name("portcullis-store".into()).spawn(move || worker.run()) {
+            Ok(handle) => handle,
+            Err(e) => {
+                // The closure (and with it the job sender) is dropped, so the
+                // hashers stop.
+                join_hashers(hashers);
+                return Err(StoreError::Spawn(e));
+            }
+        };
+        info!(
+            path = %config.path.display(),
+            hash_threads = hashers.len(),
+            group_commit = config.group_commit,
+            synchronous_full = config.synchronous_full,
+            "store opened"
+        );
+        Ok(Self { requests: Some(request_tx), replies: reply_rx, worker: Some(worker), hashers })
+    }
+
+    /// Queues a request; never blocks. Its reply comes through
+    /// [`replies`](Self::replies) with the same `tag` (opaque to the store).
+    ///
+    /// Errors: [`SubmitError::Full`] when
+    /// [`StoreConfig::queue_capacity`] requests are waiting,
+    /// [`SubmitError::Closed`] when the store's thread is gone.
+    pub fn submit(&self, tag: u64, request: StoreRequest) -> Result<(), SubmitError> {
+        let Some(requests) = &self.requests else {
+            return Err(SubmitError::Closed);
+        };
+        requests.try_send(Job { tag, request }).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Full,
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        })
+    }
+
+    /// The finished replies. Drain it without blocking (`try_iter`,
+    /// `try_recv`). Clone it to read the replies that [`close`](Self::close)
+    /// sends while it shuts down.
+    pub fn replies(&self) -> &Receiver<StoreReply> {
+        &self.replies
+    }
+
+    /// How many submitted requests wait for the SQLite thread.
+    pub fn queued(&self) -> usize {
+        self.requests.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Stops accepting requests, runs and commits every queued one, answers
+    /// them all (through a clone of [`replies`](Self::replies) taken before),
+    /// and joins the threads. Blocking: for shutdown code only.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.shutdown()
+    }
+
+    /// What `close` and `Drop` do.
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        // Dropping the last sender closes the queue; the worker drains it.
+        self.requests = None;
+        let mut result = Ok(());
+        if let Some(worker) = self.worker.take() {
+            result = worker.join().unwrap_or(Err(StoreError::ThreadPanicked("portcullis-store")));
+        }
+        // The worker dropped its job sender: the hashers finish and stop.
+        if !join_hashers(std::mem::take(&mut self.hashers)) && result.is_ok() {
+            result = Err(StoreError::ThreadPanicked("portcullis-hash"));
+        }
+        if result.is_ok() {
+            info!("store closed");
+        }
+        result
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if (self.worker.is_some() || !self.hashers.is_empty())
+            && let Err(e) = self.shutdown()
+        {
+            warn!(error = %e, "closing the store on drop failed");
+        }
+    }
+}
+
+/// Joins hasher threads; `false` if one of them panicked.
+fn join_hashers(hashers: Vec<JoinHandle<()>>) -> bool {
+    // Not `all`: every thread must be joined, even after a panicked one.
+    let mut ok = true;
+    for handle in hashers {
+        ok &= handle.join().is_ok();
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
+}

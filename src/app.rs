@@ -1,0 +1,256 @@
+//! Assembling the server app: configuration, plugins, runner and signals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bevy_app::prelude::*;
+use bevy_ecs::prelude::*;
+use bevy_time::{Fixed, Time, TimePlugin};
+use portcullis_net::{FrameWaker, NetConfig, NetControl, NetPlugin};
+use portcullis_rpc::{RpcConfig, RpcPlugin};
+use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
+use portcullis_store::{Store, StoreConfig};
+
+use crate::ServerPlugins;
+use crate::runner::RunnerConfig;
+
+/// Every setting of `portcullis serve` (CLI.md), with its defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// TCP listener address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Runner: tick rate and frame-rate cap.
+    pub runner: RunnerConfig,
+    /// Network limits.
+    pub net: NetConfig,
+    /// JSON-RPC limits.
+    pub rpc: RpcConfig,
+    /// Session timers and limits.
+    pub session: SessionConfig,
+    /// Storage.
+    pub store: StoreConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            runner: RunnerConfig::default(),
+            net: NetConfig::default(),
+            rpc: RpcConfig::default(),
+            session: SessionConfig::default(),
+            store: StoreConfig::new("portcullis.db"),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults with a database file at `db` and the listener on a free
+    /// loopback port: what in-process servers of tests and `scenario` use.
+    pub fn ephemeral(db: impl Into<PathBuf>) -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), store: StoreConfig::new(db), ..Self::default() }
+    }
+}
+
+impl From<&crate::cli::ServeArgs> for ServerConfig {
+    fn from(args: &crate::cli::ServeArgs) -> Self {
+        Self {
+            listen: args.listen,
+            runner: RunnerConfig { tick_hz: args.tick_hz, max_frame_hz: args.max_frame_hz },
+            net: NetConfig {
+                max_connections: args.max_connections,
+                max_frame_bytes: usize::try_from(args.max_frame_bytes).unwrap_or(usize::MAX),
+                outbound_queue: usize::try_from(args.outbound_queue).unwrap_or(usize::MAX),
+                rate_limit: args.rate_limit,
+                rate_burst: args.rate_burst,
+            },
+            rpc: RpcConfig { max_protocol_errors: args.max_protocol_errors },
+            session: SessionConfig {
+                login_timeout: args.login_timeout,
+                kick_save_timeout: args.kick_save_timeout,
+                idle_timeout: args.idle_timeout,
+                max_userdata_bytes: args.max_userdata_bytes,
+                login_fail_limit: args.login_fail_limit,
+                login_fail_window: args.login_fail_window,
+            },
+            store: StoreConfig {
+                demo_accounts: !args.no_demo_accounts,
+                argon2_memory_kib: args.argon2_memory_kib,
+                argon2_iterations: args.argon2_iterations,
+                ..StoreConfig::new(&args.db)
+            },
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error("cannot open the database {path:?}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        source: portcullis_store::StoreError,
+    },
+}
+
+/// Counts SIGINT/SIGTERM (or [`Signals::raise`] calls): the first asks for a
+/// graceful shutdown, the second exits at once. Inserted by [`build_server_app`].
+#[derive(Resource, Clone, Default)]
+pub struct Signals {
+    count: Arc<AtomicU32>,
+    waker: FrameWaker,
+}
+
+impl Signals {
+    /// Records one signal and wakes the frame loop. Safe to call from a signal-handler thread.
+    pub fn raise(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// Routes the process's SIGINT and SIGTERM here (once per process).
+    pub fn install_process_handler(&self) -> Result<(), ctrlc::Error> {
+        let signals = self.clone();
+        ctrlc::set_handler(move || signals.raise())
+    }
+}
+
+/// Turns signals into the shutdown sequence (first) or an immediate exit (second).
+fn watch_signals(signals: Res<Signals>, mut seen: Local<u32>, mut commands: Commands, mut exit: MessageWriter<AppExit>) {
+    let count = signals.count.load(Ordering::Acquire);
+    if count == *seen {
+        return;
+    }
+    *seen = count;
+    if count >= 2 {
+        bevy_log::warn!("second signal: exiting at once");
+        exit.write(AppExit::Success);
+    } else {
+        bevy_log::info!("signal: graceful shutdown");
+        commands.trigger(RequestShutdown);
+    }
+}
+
+/// Builds the `serve` app: binds the listener and opens the store first (so
+/// errors are reported, not panicked), then adds `TimePlugin`,
+/// [`ServerPlugins`] and the event-driven runner. Returns the app, the bound
+/// address and its [`Signals`].
+pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signals), ServeError> {
+    let waker = FrameWaker::default();
+    let net = NetPlugin::bind(config.listen)
+        .map_err(|source| ServeError::Bind { addr: config.listen, source })?
+        .with_config(config.net.clone());
+    let notify_waker = waker.clone();
+    let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
+        .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
+    let signals = Signals { count: Arc::default(), waker: waker.clone() };
+
+    let mut app = App::new();
+    app.insert_resource(waker)
+        .insert_resource(signals.clone())
+        .add_plugins(TimePlugin)
+        .insert_resource(Time::<Fixed>::from_hz(config.runner.tick_hz))
+        .add_plugins(
+            ServerPlugins
+                .build()
+                .set(net)
+                .set(RpcPlugin { config: config.rpc.clone() })
+                .set(SessionPlugin::with_store(config.session.clone(), store)),
+        )
+        .add_systems(First, watch_signals);
+    config.runner.install(&mut app);
+    let addr = app.world().resource::<NetControl>().local_addr().unwrap_or(config.listen);
+    Ok((app, addr, signals))
+}
+
+/// A server running in this process on its own thread (for `scenario` and tests).
+pub struct ServerHandle {
+    addr: SocketAddr,
+    signals: Signals,
+    thread: Option<std::thread::JoinHandle<AppExit>>,
+}
+
+impl ServerHandle {
+    /// Builds the app on a new thread and runs it; returns once it listens.
+    pub fn spawn(config: ServerConfig) -> Result<Self, ServeError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("portcullis-server".into())
+            .spawn(move || match build_server_app(&config) {
+                Ok((app, addr, signals)) => {
+                    let _ = tx.send(Ok((addr, signals)));
+                    let mut app = app;
+                    app.run()
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    AppExit::error()
+                }
+            })
+            .map_err(|source| ServeError::Bind { addr: SocketAddr::from(([127, 0, 0, 1], 0)), source })?;
+        match rx.recv() {
+            Ok(Ok((addr, signals))) => Ok(Self { addr, signals, thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(ServeError::Bind {
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                source: std::io::Error::other("server thread died"),
+            }),
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts the graceful shutdown, as SIGTERM does.
+    pub fn signal(&self) {
+        self.signals.raise();
+    }
+
+    /// Shuts down gracefully and waits up to `timeout` for the server thread.
+    pub fn shutdown(mut self, timeout: Duration) -> Option<AppExit> {
+        self.signals.raise();
+        self.join(timeout)
+    }
+
+    fn join(&mut self, timeout: Duration) -> Option<AppExit> {
+        let thread = self.thread.take()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while !thread.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        thread.join().ok()
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.signals.raise();
+            self.signals.raise();
+            let _ = self.join(Duration::from_secs(10));
+        }
+    }
+}

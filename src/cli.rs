@@ -1,0 +1,163 @@
+//! The command line (CLI.md): clap derive, every `serve` flag also read from
+//! `PORTCULLIS_<FLAG>`, durations in humantime syntax.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Portcullis: a headless game server (JSON-RPC over TCP, SQLite accounts,
+/// one session per account).
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve`, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Run the reference client's 13-step check (CLI.md).
+    Scenario(ScenarioArgs),
+    /// Manage accounts in the database without a running server.
+    Account(AccountArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Flags of `portcullis serve` (CLI.md table).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP listener (NDJSON JSON-RPC). Port 0 picks a free port.
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+    /// SQLite database file, created with its schema if missing.
+    #[arg(long, env = "PORTCULLIS_DB", default_value = "portcullis.db")]
+    pub db: PathBuf,
+    /// Fixed simulation tick rate (FixedUpdate); also the idle frame rate.
+    #[arg(long, env = "PORTCULLIS_TICK_HZ", default_value_t = 30.0, value_parser = positive_f64)]
+    pub tick_hz: f64,
+    /// Frames run when input arrives, at most this often.
+    #[arg(long, env = "PORTCULLIS_MAX_FRAME_HZ", default_value_t = 1000.0, value_parser = positive_f64)]
+    pub max_frame_hz: f64,
+    /// A connection must log in within this.
+    #[arg(long, env = "PORTCULLIS_LOGIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub login_timeout: Duration,
+    /// How long a kicked session may take to save.
+    #[arg(long, env = "PORTCULLIS_KICK_SAVE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub kick_save_timeout: Duration,
+    /// A connection with no message for this long is closed.
+    #[arg(long, env = "PORTCULLIS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Requests per second per connection (token bucket refill).
+    #[arg(long, env = "PORTCULLIS_RATE_LIMIT", default_value_t = 50.0, value_parser = non_negative_f64)]
+    pub rate_limit: f64,
+    /// Token bucket size.
+    #[arg(long, env = "PORTCULLIS_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+    /// More connections are answered `server_full` and closed.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Largest accepted frame in bytes (PROTOCOL.md §1).
+    #[arg(long, env = "PORTCULLIS_MAX_FRAME_BYTES", default_value_t = 131_072, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_frame_bytes: u64,
+    /// Largest `data` of `userdata_save` in bytes (PROTOCOL.md §4).
+    #[arg(long, env = "PORTCULLIS_MAX_USERDATA_BYTES", default_value_t = 65_536)]
+    pub max_userdata_bytes: usize,
+    /// Protocol errors before a close (PROTOCOL.md §1).
+    #[arg(long, env = "PORTCULLIS_MAX_PROTOCOL_ERRORS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_protocol_errors: u32,
+    /// Messages queued for one connection before it is closed as too slow.
+    #[arg(long, env = "PORTCULLIS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbound_queue: u64,
+    /// Failed password logins per peer address within the window before RATE_LIMITED.
+    #[arg(long, env = "PORTCULLIS_LOGIN_FAIL_LIMIT", default_value_t = 5)]
+    pub login_fail_limit: u32,
+    /// The window of the login throttle.
+    #[arg(long, env = "PORTCULLIS_LOGIN_FAIL_WINDOW", default_value = "5m", value_parser = parse_duration)]
+    pub login_fail_window: Duration,
+    /// argon2id memory cost (KiB) for new password hashes.
+    #[arg(long, env = "PORTCULLIS_ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id time cost for new password hashes.
+    #[arg(long, env = "PORTCULLIS_ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+    /// Do not create netease1..3 in a new database.
+    #[arg(long, env = "PORTCULLIS_NO_DEMO_ACCOUNTS")]
+    pub no_demo_accounts: bool,
+    /// Log filter (RUST_LOG syntax).
+    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a non-negative number")),
+    }
+}
+
+/// Flags of `portcullis scenario`.
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioArgs {
+    /// Run against a running server instead of an in-process one.
+    #[arg(long)]
+    pub connect: Option<String>,
+    /// Run the duplicate-login (takeover) story instead of the 13 steps.
+    #[arg(long)]
+    pub takeover: bool,
+    /// Print every message sent and received.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `portcullis account ...`.
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    /// SQLite database file.
+    #[arg(long, env = "PORTCULLIS_DB", default_value = "portcullis.db", global = true)]
+    pub db: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AccountAction,
+}
+
+/// Account operations.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AccountAction {
+    /// Create an account (password from --password or the first line of stdin).
+    Add {
+        /// Account name (6-16 ASCII letters or digits).
+        name: String,
+        /// Password (6-64 characters); read from stdin when omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Set an account's password (from --password or the first line of stdin).
+    Passwd {
+        /// Account name.
+        name: String,
+        /// New password; read from stdin when omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+}

@@ -131,7 +131,12 @@ impl Signals {
 }
 
 /// Turns signals into the shutdown sequence (first) or an immediate exit (second).
-fn watch_signals(signals: Res<Signals>, mut seen: Local<u32>, mut commands: Commands, mut exit: MessageWriter<AppExit>) {
+fn watch_signals(
+    signals: Res<Signals>,
+    mut seen: Local<u32>,
+    mut commands: Commands,
+    mut exit: MessageWriter<AppExit>,
+) {
     let count = signals.count.load(Ordering::Acquire);
     if count == *seen {
         return;

@@ -20,6 +20,7 @@ mod methods;
 mod shutdown;
 mod state;
 mod store;
+pub mod testing;
 mod token;
 
 use std::sync::{Arc, Mutex};

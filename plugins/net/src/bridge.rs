@@ -178,13 +178,3 @@ pub fn receive_net_events(world: &mut World) {
         }
     }
 }
-
-/// Closes connections whose client stopped sending once every frame they sent
-/// has been handled. Runs in [`crate::NetSet::Send`].
-pub fn close_finished_connections(query: Query<(&Connection, &Inbox)>) {
-    for (conn, inbox) in &query {
-        if inbox.eof && inbox.items.is_empty() && !conn.is_closing() {
-            conn.close();
-        }
-    }
-}

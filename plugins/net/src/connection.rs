@@ -222,8 +222,9 @@ pub struct Inbox {
     /// `Time<Real>::elapsed()` when the last frame of any kind (even blank or
     /// invalid) arrived, or when the connection opened (PROTOCOL.md §6, "Idle").
     pub last_activity: Duration,
-    /// The client closed its sending side; once the inbox is empty the
-    /// connection is closed (without a `disconnected` message).
+    /// The client closed its sending side; once every frame it sent has been
+    /// answered the JSON-RPC plugin closes the connection (without a
+    /// `disconnected` message).
     pub eof: bool,
     pub(crate) bucket: RateBucket,
 }

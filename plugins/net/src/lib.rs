@@ -44,7 +44,8 @@ pub use waker::*;
 pub enum NetSet {
     /// Drain the transport channel into `Connection` entities and inboxes.
     Receive,
-    /// End of frame: close connections whose client finished sending.
+    /// End of frame: after everything that answers requests and before
+    /// the frame ends (the JSON-RPC plugin closes finished connections here).
     Send,
 }
 
@@ -223,7 +224,6 @@ impl Plugin for NetPlugin {
             .insert_resource(control)
             .init_resource::<ConnectionIndex>()
             .configure_sets(Update, NetSet::Receive.before(NetSet::Send))
-            .add_systems(Update, receive_net_events.in_set(NetSet::Receive))
-            .add_systems(Update, close_finished_connections.in_set(NetSet::Send));
+            .add_systems(Update, receive_net_events.in_set(NetSet::Receive));
     }
 }

@@ -155,3 +155,15 @@ pub fn wake_for_waiting_frames(query: Query<(&Inbox, &Connection, Option<&RpcSta
         waker.wake();
     }
 }
+
+/// Closes connections whose client stopped sending (end of stream) once every
+/// frame they sent has been handled and no answer is outstanding, so a client
+/// that writes its requests and half-closes still gets every answer. Runs in
+/// [`NetSet::Send`](portcullis_net::NetSet::Send).
+pub fn close_finished_connections(query: Query<(&Connection, &Inbox, Option<&RpcState>)>) {
+    for (conn, inbox, state) in &query {
+        if inbox.eof && inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held) {
+            conn.close();
+        }
+    }
+}

@@ -66,6 +66,7 @@ impl Plugin for RpcPlugin {
             .init_resource::<dispatch::Tickets>()
             .configure_sets(Update, RpcSet::Dispatch.after(NetSet::Receive).before(NetSet::Send))
             .add_systems(Update, dispatch_frames.in_set(RpcSet::Dispatch))
+            .add_systems(Update, close_finished_connections.in_set(NetSet::Send))
             .add_systems(Update, wake_for_waiting_frames.after(NetSet::Send))
             .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
                 commands.entity(opened.entity).insert(RpcState::default());

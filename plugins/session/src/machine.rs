@@ -191,16 +191,13 @@ impl SessionCtx<'_, '_> {
             kicking @ SessionState::Kicking { .. } => session.state = kicking,
             SessionState::Closed => {}
             SessionState::WaitingTakeover { account, login } => {
-                // §6 shutdown: a waiting login gets SERVER_BUSY, then the connection closes.
+                // Not logged in: closed at once. §6 shutdown: its waiting login gets SERVER_BUSY first.
                 if self.index.takeovers.get(&account.id) == Some(&entity) {
                     self.index.takeovers.remove(&account.id);
                 }
-                let code = if reason == DisconnectReason::ServerShutdown {
-                    ErrorCode::ServerBusy
-                } else {
-                    ErrorCode::LoginInProgress
-                };
-                self.rpc.respond::<()>(&login, Err(RpcError::new(code)));
+                if reason == DisconnectReason::ServerShutdown {
+                    self.rpc.respond::<()>(&login, Err(RpcError::new(ErrorCode::ServerBusy)));
+                }
                 self.rpc.disconnect(entity, reason);
             }
             SessionState::AwaitingLogin { .. } => self.rpc.disconnect(entity, reason),

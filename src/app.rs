@@ -75,6 +75,7 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 max_userdata_bytes: args.max_userdata_bytes,
                 login_fail_limit: args.login_fail_limit,
                 login_fail_window: args.login_fail_window,
+                ..SessionConfig::default()
             },
             store: StoreConfig {
                 demo_accounts: !args.no_demo_accounts,

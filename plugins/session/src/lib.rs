@@ -22,6 +22,7 @@ mod state;
 mod store;
 pub mod testing;
 mod token;
+mod userdata;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub use shutdown::*;
 pub use state::*;
 pub use store::*;
 pub use token::*;
+pub use userdata::*;
 
 /// Where in the frame sessions are worked on (in `Update`, after
 /// [`RpcSet::Dispatch`], before [`NetSet::Send`]).
@@ -70,6 +72,9 @@ pub struct SessionConfig {
     pub login_fail_limit: u32,
     /// The window of the login throttle (`--login-fail-window`).
     pub login_fail_window: Duration,
+    /// Keep each session's newest user data in a [`UserData`] component
+    /// (loaded at login) for game code; off in the plain server.
+    pub mirror_userdata: bool,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +86,7 @@ impl Default for SessionConfig {
             max_userdata_bytes: 65_536,
             login_fail_limit: 5,
             login_fail_window: Duration::from_secs(300),
+            mirror_userdata: false,
         }
     }
 }
@@ -139,6 +145,7 @@ impl Plugin for SessionPlugin {
             .add_observer(|closed: On<ConnectionClosed>, mut ctx: SessionCtx| ctx.connection_closed(closed.entity))
             .add_observer(|kick: On<Kick>, mut ctx: SessionCtx| ctx.kick(kick.entity, kick.reason))
             .add_observer(on_request_shutdown)
+            .add_observer(on_write_userdata)
             .add_rpc_method("login", Access::Public, login)
             .add_rpc_method("logout", Access::LoggedIn, logout)
             .add_rpc_method("userdata_save", Access::LoggedIn, userdata_save)

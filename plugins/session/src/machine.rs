@@ -29,6 +29,7 @@ use crate::shutdown::ShutdownState;
 use crate::state::{Session, SessionIndex, SessionState};
 use crate::store::{PendingOp, PendingStore, StoreHandle};
 use crate::token::Token;
+use crate::userdata::UserData;
 
 /// Result of `login`: `{"account":S,"token":S}`.
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +53,7 @@ pub struct SessionCtx<'w, 's> {
     pub(crate) time: Res<'w, Time<Real>>,
     pub(crate) shutdown: ResMut<'w, ShutdownState>,
     pub(crate) throttle: ResMut<'w, LoginThrottle>,
+    pub(crate) userdata: Query<'w, 's, &'static mut UserData>,
     pub(crate) commands: Commands<'w, 's>,
 }
 
@@ -77,7 +79,7 @@ impl SessionCtx<'_, '_> {
         let tag = self.pending.next_tag();
         match store.submit(tag, request) {
             Ok(()) => {
-                if matches!(op, PendingOp::Save)
+                if matches!(op, PendingOp::Save { .. } | PendingOp::ServerWrite { .. })
                     && let Some(mut s) = self.session_mut(reply_to.entity)
                 {
                     s.saves_in_flight += 1;
@@ -101,6 +103,14 @@ impl SessionCtx<'_, '_> {
         session.idle_base = now;
         self.index.by_account.insert(account.id, entity);
         self.index.by_token.insert(token, entity);
+        if self.config.mirror_userdata {
+            self.commands.entity(entity).insert(UserData::default());
+            let internal = ReplyTo { entity, id: None, ticket: 0 };
+            let load = StoreRequest::LoadUserdata { account_id: account.id };
+            if self.submit(&internal, PendingOp::Preload, load).is_err() {
+                bevy_log::warn!(account = %account.name, "user data not loaded: store busy");
+            }
+        }
         self.commands.trigger(LoggedIn { entity, account });
         Some(result)
     }
@@ -268,6 +278,9 @@ impl SessionCtx<'_, '_> {
             self.index.by_account.remove(&account.id);
         }
         self.index.by_token.remove(token.as_str());
+        if self.config.mirror_userdata {
+            self.commands.entity(entity).try_remove::<UserData>();
+        }
         let account_id = account.id;
         self.commands.trigger(LoggedOut { entity, account });
         self.continue_takeover(account_id);

@@ -105,7 +105,8 @@ pub fn userdata_save(In(req): In<Request<SaveParams>>, mut ctx: SessionCtx) -> R
     if data.len() > ctx.config.max_userdata_bytes {
         return Reply::Err(RpcError::invalid_params("data"));
     }
-    match ctx.submit(&req.reply_to, PendingOp::Save, StoreRequest::SaveUserdata { account_id, data }) {
+    let mirror = ctx.config.mirror_userdata.then(|| Box::new(req.params.data));
+    match ctx.submit(&req.reply_to, PendingOp::Save { mirror }, StoreRequest::SaveUserdata { account_id, data }) {
         Ok(()) => Reply::Later,
         Err(e) => Reply::Err(e),
     }

@@ -8,9 +8,11 @@ use portcullis_rpc::{ErrorCode, ReplyTo, RpcError};
 use portcullis_store::{Store, StoreFailure, StoreOk, StoreReply, format_saved_at};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 use crate::machine::SessionCtx;
 use crate::state::SessionState;
+use crate::userdata::{ChangeSource, UserData, UserDataChanged, UserDataWriteFailed, WriteFailure};
 
 /// The running store. Inserted by `SessionPlugin`; taken and closed (every
 /// queued write committed) at the end of a graceful shutdown.
@@ -30,13 +32,24 @@ impl StoreHandle {
 }
 
 /// What a request waiting on the store was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum PendingOp {
-    Login { peer: std::net::IpAddr },
+    Login {
+        peer: std::net::IpAddr,
+    },
     Register,
     ChangePassword,
-    Save,
+    /// A client's `userdata_save`; `mirror` keeps the data for [`UserData`] when mirroring.
+    Save {
+        mirror: Option<Box<Map<String, Value>>>,
+    },
     Load,
+    /// The load of [`UserData`] right after login (no client request behind it).
+    Preload,
+    /// A [`WriteUserData`](crate::WriteUserData) from game code.
+    ServerWrite {
+        data: Box<Map<String, Value>>,
+    },
 }
 
 /// Requests waiting on the store, by tag (the `PendingRpc` of DESIGN.md).
@@ -135,7 +148,7 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
         (PendingOp::ChangePassword, Err(StoreFailure::InvalidCredentials)) => {
             ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
         }
-        (PendingOp::Save, result) => {
+        (PendingOp::Save { mirror }, result) => {
             let kicking = match ctx.sessions.get_mut(entity) {
                 Ok((_, mut session, _)) => {
                     session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
@@ -145,8 +158,18 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
             };
             match result {
                 Ok(StoreOk::Saved(saved)) => {
-                    let answer = SaveResult { version: saved.version, saved_at: format_saved_at(saved.saved_at_ms) };
-                    ctx.rpc.respond(reply_to, Ok(answer));
+                    let saved_at = format_saved_at(saved.saved_at_ms);
+                    if let Some(data) = mirror {
+                        set_mirror(
+                            ctx,
+                            entity,
+                            Some(*data),
+                            saved.version,
+                            Some(saved_at.clone()),
+                            ChangeSource::Client,
+                        );
+                    }
+                    ctx.rpc.respond(reply_to, Ok(SaveResult { version: saved.version, saved_at }));
                     // PROTOCOL.md §6: a kicked session's save, once answered, ends the kick.
                     if kicking {
                         ctx.end_kick(entity);
@@ -155,6 +178,42 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
                 // A failed save does not end a kick (§6).
                 Ok(_) => ctx.rpc.respond::<()>(reply_to, Err(internal("unexpected reply to save"))),
                 Err(failure) => ctx.rpc.respond::<()>(reply_to, Err(failure_error(&failure))),
+            }
+        }
+        (PendingOp::Preload, Ok(StoreOk::Userdata(stored))) => {
+            let (data, version, saved_at) = match stored {
+                Some(u) => match serde_json::from_str::<Map<String, Value>>(&u.data) {
+                    Ok(map) => (Some(map), u.version, Some(format_saved_at(u.saved_at_ms))),
+                    Err(_) => {
+                        internal("stored user data is not a JSON object");
+                        return;
+                    }
+                },
+                None => (None, 0, None),
+            };
+            set_mirror(ctx, entity, data, version, saved_at, ChangeSource::Load);
+        }
+        (PendingOp::Preload, _) => {
+            internal("user data could not be loaded at login");
+        }
+        (PendingOp::ServerWrite { data }, result) => {
+            if let Ok((_, mut session, _)) = ctx.sessions.get_mut(entity) {
+                session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
+            }
+            match result {
+                Ok(StoreOk::Saved(saved)) => {
+                    let saved_at = format_saved_at(saved.saved_at_ms);
+                    ctx.rpc.notify(
+                        entity,
+                        "userdata_changed",
+                        &json!({"version": saved.version, "saved_at": saved_at}),
+                    );
+                    set_mirror(ctx, entity, Some(*data), saved.version, Some(saved_at), ChangeSource::Server);
+                }
+                _ => {
+                    internal("server-side user data write failed");
+                    ctx.commands.trigger(UserDataWriteFailed { entity, reason: WriteFailure::Storage });
+                }
             }
         }
         (PendingOp::Load, Ok(StoreOk::Userdata(Some(stored)))) => {
@@ -178,4 +237,21 @@ fn failure_error(failure: &StoreFailure) -> RpcError {
         StoreFailure::AccountExists => RpcError::new(ErrorCode::AccountExists),
         StoreFailure::Internal(reason) => internal(reason),
     }
+}
+
+/// Updates the [`UserData`] mirror of a live session and announces it.
+fn set_mirror(
+    ctx: &mut SessionCtx,
+    entity: Entity,
+    data: Option<Map<String, Value>>,
+    version: u64,
+    saved_at: Option<String>,
+    source: ChangeSource,
+) {
+    let Ok(mut mirror) = ctx.userdata.get_mut(entity) else { return };
+    if source != ChangeSource::Load && version < mirror.version {
+        return; // an older commit finishing late never replaces a newer one
+    }
+    *mirror = UserData { data, version, saved_at, loaded: true };
+    ctx.commands.trigger(UserDataChanged { entity, version, source });
 }

@@ -11,10 +11,15 @@
 
 pub mod account;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod metrics;
 pub mod runner;
 pub mod scenario;
+
+#[doc = include_str!("../docs/embedding.md")]
+pub mod embedding {}
 
 use bevy_app::{PluginGroup, PluginGroupBuilder};
 
@@ -58,5 +63,7 @@ pub mod prelude {
     };
     pub use portcullis_session::{
         Kick, Kicked, LoggedIn, LoggedOut, RequestShutdown, Session, SessionConfig, SessionIndex, SessionPlugin,
+        UserData, UserDataChanged, UserDataWriteFailed, WriteFailure, WriteUserData,
     };
+    pub use portcullis_store::StoreConfig;
 }

@@ -154,7 +154,11 @@ pub fn receive_net_events(world: &mut World) {
                 ) {
                     continue; // the connection is about to close; read no further
                 }
-                let admission = inbox.bucket.admit(now, config.rate_limit, config.rate_burst);
+                let admission = if inbox.items.len() >= config.max_queued_frames {
+                    crate::Admission::RefusedClose
+                } else {
+                    inbox.bucket.admit(now, config.rate_limit, config.rate_burst)
+                };
                 inbox.items.push_back(InboxItem::Frame { bytes, admission });
             }
             NetEvent::TooLarge { id } => {

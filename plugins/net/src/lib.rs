@@ -62,6 +62,10 @@ pub struct NetConfig {
     pub rate_limit: f64,
     /// Rate-limit bucket size; also the refusals per second that close a connection.
     pub rate_burst: u32,
+    /// Frames one connection may have waiting (behind a request that waits
+    /// on the store); one more is refused and closes the connection like a
+    /// rate-limit flood. Bounds memory when the rate limit is raised.
+    pub max_queued_frames: usize,
 }
 
 impl Default for NetConfig {

@@ -76,6 +76,7 @@ impl Default for NetConfig {
             outbound_queue: 256,
             rate_limit: 50.0,
             rate_burst: 100,
+            max_queued_frames: 1024,
         }
     }
 }

@@ -23,12 +23,14 @@ pub mod embedding {}
 
 use bevy_app::{PluginGroup, PluginGroupBuilder};
 
+pub use portcullis_groups as groups;
 pub use portcullis_net as net;
 pub use portcullis_rpc as rpc;
 pub use portcullis_session as session;
 pub use portcullis_store as store;
 
-/// Every Portcullis plugin, in order: network, JSON-RPC, sessions. Like
+/// Every Portcullis plugin, in order: network, JSON-RPC, sessions, session
+/// groups (`portcullis_groups`, docs/groups.md). Like
 /// Bevy's `MinimalPlugins`, configure members with `.set(...)`. Needs
 /// `bevy_time::TimePlugin` (or `MinimalPlugins`) in the app too.
 ///
@@ -50,12 +52,14 @@ impl PluginGroup for ServerPlugins {
             .add(portcullis_net::NetPlugin::default())
             .add(portcullis_rpc::RpcPlugin::default())
             .add(portcullis_session::SessionPlugin::default())
+            .add(portcullis_groups::GroupsPlugin::default())
     }
 }
 
 /// The items a game needs, in one import.
 pub mod prelude {
     pub use crate::ServerPlugins;
+    pub use portcullis_groups::{Groups, GroupsConfig, GroupsPlugin};
     pub use portcullis_net::{Connection, ConnectionClosed, ConnectionOpened, NetPlugin, TestClient};
     pub use portcullis_rpc::{
         Access, DisconnectReason, Empty, ErrorCode, NoParams, Reply, ReplyTo, Request, Rpc, RpcAppExt, RpcError,

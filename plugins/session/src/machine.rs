@@ -102,6 +102,7 @@ impl SessionCtx<'_, '_> {
         session.state = SessionState::LoggedIn { account: account.clone(), token: token.clone() };
         session.idle_base = now;
         self.index.by_account.insert(account.id, entity);
+        self.index.by_name.insert(account.name.to_ascii_lowercase(), entity);
         self.index.by_token.insert(token, entity);
         if self.config.mirror_userdata {
             self.commands.entity(entity).insert(UserData::default());
@@ -276,6 +277,7 @@ impl SessionCtx<'_, '_> {
     fn forget_session(&mut self, entity: Entity, account: Account, token: &Token) {
         if self.index.by_account.get(&account.id) == Some(&entity) {
             self.index.by_account.remove(&account.id);
+            self.index.by_name.remove(&account.name.to_ascii_lowercase());
         }
         self.index.by_token.remove(token.as_str());
         if self.config.mirror_userdata {

@@ -120,6 +120,8 @@ impl Session {
 #[derive(Resource, Default, Debug)]
 pub struct SessionIndex {
     pub(crate) by_account: HashMap<i64, Entity>,
+    /// Lower-cased account name → entity (names compare case-insensitively, PROTOCOL.md §4).
+    pub(crate) by_name: HashMap<String, Entity>,
     pub(crate) by_token: HashMap<Token, Entity>,
     pub(crate) takeovers: HashMap<i64, Entity>,
 }
@@ -128,6 +130,11 @@ impl SessionIndex {
     /// The entity holding the session of an account id.
     pub fn entity_of_account(&self, account_id: i64) -> Option<Entity> {
         self.by_account.get(&account_id).copied()
+    }
+
+    /// The entity holding the session of an account, by name (any case).
+    pub fn entity_of_account_name(&self, name: &str) -> Option<Entity> {
+        self.by_name.get(&name.to_ascii_lowercase()).copied()
     }
 
     /// The entity whose live token this is.

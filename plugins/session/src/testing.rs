@@ -122,6 +122,15 @@ impl TestServer {
         self.app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
     }
 
+    /// Runs `n` fixed ticks: moves the clock by `n` × the `FixedUpdate`
+    /// timestep (one frame per tick), so game simulation steps exactly `n` times.
+    pub fn tick(&mut self, n: u32) {
+        let step = self.app.world().resource::<bevy_time::Time<bevy_time::Fixed>>().timestep();
+        for _ in 0..n {
+            self.advance(step);
+        }
+    }
+
     /// Opens an in-memory connection and runs a frame so its entity exists.
     pub fn connect(&mut self) -> JsonClient {
         self.connect_from("127.0.0.1:40000".parse().unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 40000))))

@@ -140,6 +140,9 @@ pub fn receive_net_events(world: &mut World) {
                 world.resource_mut::<ConnectionIndex>().map.insert(id, entity);
                 bevy_log::debug!(conn = %id, peer = %peer, "connected");
                 world.trigger(ConnectionOpened { entity });
+                // Apply what observers queued (components of other plugins)
+                // before any later event of this connection is handled.
+                world.flush();
             }
             NetEvent::Frame { id, bytes } => {
                 let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };

@@ -91,6 +91,9 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Envelope, Invalid> {
         None => None,
         Some(raw) => match RequestId::from_value(raw) {
             Some(id) => Some(id),
+            // serde_json reads `-0` as a float; written without fraction or
+            // exponent it is still an integer id (PROTOCOL.md §2).
+            None if raw.as_f64() == Some(0.0) && id_written_as_integer_zero(bytes) => Some(RequestId::Number(0)),
             None => return Err(invalid_request(RequestId::Null, "invalid id")),
         },
     };
@@ -104,6 +107,26 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Envelope, Invalid> {
     };
     let params = object.remove("params").unwrap_or(Value::Null);
     Ok(Envelope { id, method, params })
+}
+
+/// Whether a top-level-looking `"id": -0` appears in the frame (only asked
+/// when the parsed id is a float zero, to tell `-0` from `0.0` or `-0e0`).
+fn id_written_as_integer_zero(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(pos) = rest.windows(4).position(|w| w == b"\"id\"") {
+        let after = &rest[pos + 4..];
+        let after = after.trim_ascii_start();
+        if let Some(value) = after.strip_prefix(b":") {
+            let value = value.trim_ascii_start();
+            let end = value.iter().position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'));
+            let token = &value[..end.unwrap_or(value.len())];
+            if token == b"-0" || token == b"0" {
+                return true;
+            }
+        }
+        rest = &rest[pos + 4..];
+    }
+    false
 }
 
 fn invalid_request(id: RequestId, message: &str) -> Invalid {
@@ -215,6 +238,9 @@ mod tests {
             let frame = format!(r#"{{"jsonrpc":"2.0","id":{bad},"method":"ping"}}"#);
             assert_eq!(code(frame.as_bytes()), (-32600, RequestId::Null), "id {bad}");
         }
+        let env = parse_frame(br#"{"jsonrpc":"2.0","id":-0,"method":"p"}"#).expect("-0 is an integer");
+        assert_eq!(env.id, Some(RequestId::Number(0)));
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":-0.0,"method":"p"}"#), (-32600, RequestId::Null));
         let env = parse_frame(br#"{"jsonrpc":"2.0","id":-9223372036854775808,"method":"p"}"#).expect("i64 min");
         assert_eq!(env.id, Some(RequestId::Number(i64::MIN)));
     }

@@ -69,7 +69,7 @@ impl Plugin for RpcPlugin {
             .add_systems(Update, close_finished_connections.in_set(NetSet::Send))
             .add_systems(Update, wake_for_waiting_frames.after(NetSet::Send))
             .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
-                commands.entity(opened.entity).insert(RpcState::default());
+                commands.entity(opened.entity).try_insert(RpcState::default());
             })
             .add_rpc_method("ping", Access::Public, ping)
             .add_rpc_method("disconnect", Access::Public, disconnect);

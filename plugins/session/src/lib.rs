@@ -172,5 +172,5 @@ fn on_connection_opened(
         session.state = SessionState::Closed;
         rpc.disconnect(opened.entity, DisconnectReason::ServerShutdown);
     }
-    commands.entity(opened.entity).insert(session);
+    commands.entity(opened.entity).try_insert(session);
 }

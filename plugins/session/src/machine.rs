@@ -105,7 +105,7 @@ impl SessionCtx<'_, '_> {
         self.index.by_name.insert(account.name.to_ascii_lowercase(), entity);
         self.index.by_token.insert(token, entity);
         if self.config.mirror_userdata {
-            self.commands.entity(entity).insert(UserData::default());
+            self.commands.entity(entity).try_insert(UserData::default());
             let internal = ReplyTo { entity, id: None, ticket: 0 };
             let load = StoreRequest::LoadUserdata { account_id: account.id };
             if self.submit(&internal, PendingOp::Preload, load).is_err() {
@@ -192,8 +192,14 @@ impl SessionCtx<'_, '_> {
         let Some(mut session) = self.session_mut(entity) else { return };
         match std::mem::replace(&mut session.state, SessionState::Closed) {
             SessionState::LoggedIn { account, token } => {
-                session.state =
-                    SessionState::Kicking { account: account.clone(), token, reason, deadline: now + save_timeout };
+                let saves_before_kick = session.saves_in_flight;
+                session.state = SessionState::Kicking {
+                    account: account.clone(),
+                    token,
+                    reason,
+                    deadline: now + save_timeout,
+                    saves_before_kick,
+                };
                 bevy_log::info!(account = %account.name, reason = %reason, "kicking session");
                 let deadline_ms = u64::try_from(save_timeout.as_millis()).unwrap_or(u64::MAX);
                 self.rpc.notify(entity, "kicked", &json!({ "reason": reason, "save_deadline_ms": deadline_ms }));

@@ -13,14 +13,16 @@ use crate::state::SessionState;
 use crate::store::{PendingOp, RegisterResult, SaveResult};
 
 /// Params of `login`: `{"account":S,"password":S}` or `{"token":S}`.
+/// `account` and `password` are checked only for a password login: with a
+/// `token` they are ignored whatever their type (PROTOCOL.md §4).
 #[derive(Deserialize)]
 pub struct LoginParams {
     /// A token login when present (other fields are then ignored).
     pub token: Option<String>,
     /// Account name (case-insensitive).
-    pub account: Option<String>,
+    pub account: Option<Value>,
     /// Password.
-    pub password: Option<String>,
+    pub password: Option<Value>,
 }
 
 impl std::fmt::Debug for LoginParams {
@@ -49,8 +51,8 @@ pub fn login(In(req): In<Request<LoginParams>>, mut ctx: SessionCtx) -> Reply<Lo
             _ => err(ErrorCode::TokenInvalid),
         };
     }
-    let Some(account) = account else { return Reply::Err(RpcError::invalid_params("account")) };
-    let Some(password) = password else { return Reply::Err(RpcError::invalid_params("password")) };
+    let Some(Value::String(account)) = account else { return Reply::Err(RpcError::invalid_params("account")) };
+    let Some(Value::String(password)) = password else { return Reply::Err(RpcError::invalid_params("password")) };
     if let SessionState::LoggedIn { account: current, .. } = &session.state
         && !current.name.eq_ignore_ascii_case(&account)
     {

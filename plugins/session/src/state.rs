@@ -60,6 +60,9 @@ pub enum SessionState {
         reason: DisconnectReason,
         /// When the kick ends without a save.
         deadline: Duration,
+        /// Saves sent before the kick and still waiting on the store: their
+        /// answers do not end the kick, only a save sent in reply to `kicked` does.
+        saves_before_kick: u32,
     },
     /// The server closed the connection; waiting for the transport to confirm.
     Closed,

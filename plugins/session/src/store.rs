@@ -149,10 +149,18 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
             ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
         }
         (PendingOp::Save { mirror }, result) => {
+            // Whether this save ends a kick: it must be one sent after `kicked`.
             let kicking = match ctx.sessions.get_mut(entity) {
                 Ok((_, mut session, _)) => {
                     session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
-                    matches!(session.state, SessionState::Kicking { .. })
+                    match &mut session.state {
+                        SessionState::Kicking { saves_before_kick, .. } if *saves_before_kick > 0 => {
+                            *saves_before_kick -= 1;
+                            false
+                        }
+                        SessionState::Kicking { .. } => true,
+                        _ => false,
+                    }
                 }
                 Err(_) => false,
             };

@@ -18,6 +18,7 @@
 //!                                  password work after the commit -----------> argon2id verify / hash
 //!  replies() <---------------------------------------------------------------- login replies
 //!                                  <--- hashed: insert account / swap hash --- register, change_password
+//!                                  poke after COMMIT ---> checkpointer thread: WAL -> database file
 //! ```
 //!
 //! - **Group commit** (`worker.rs`): everything queued when the SQLite thread
@@ -29,6 +30,9 @@
 //! - **Password hashing** (`password.rs`, `hasher.rs`): argon2id PHC strings,
 //!   computed on a small pool of hasher threads so that a login storm never
 //!   stalls saves.
+//! - **Checkpoints** (`checkpoint.rs`): a third kind of thread copies the
+//!   WAL into the database file on its own connection, so that the SQLite
+//!   thread only appends.
 //! - **Schema** (`schema.rs`): versioned migrations (`PRAGMA user_version`),
 //!   WAL journal, demo accounts in a database that has no schema yet.
 //! - **Durability**: WAL with `PRAGMA synchronous=NORMAL` (the default) keeps
@@ -57,6 +61,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod checkpoint;
 mod config;
 mod db;
 mod error;

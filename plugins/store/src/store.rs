@@ -7,8 +7,9 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
 use tracing::{info, warn};
 
+use crate::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use crate::hasher::{self, Hashers};
-use crate::worker::{Job, Worker};
+use crate::worker::{Job, Worker, WorkerLinks};
 use crate::{Database, StoreConfig, StoreError, StoreReply, StoreRequest, SubmitError};
 
 /// Called from the store's threads after they push replies, so that an
@@ -65,6 +66,10 @@ impl Store {
     pub fn open(config: StoreConfig, notify: Option<Notify>) -> Result<Self, StoreError> {
         let (conn, hasher) = Database::open(&config)?.into_parts();
         let dummy_hash = hasher.hash(DUMMY_PASSWORD).map_err(StoreError::Hashing)?;
+        let checkpointer = Checkpointer::start(&config.path)?;
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
+        }
 
         let (request_tx, request_rx) = bounded(config.queue_capacity.max(1));
         let (reply_tx, reply_rx) = unbounded();
@@ -90,18 +95,29 @@ impl Store {
                 Err(e) => {
                     drop(job_tx);
                     join_hashers(hashers);
+                    if let Some(checkpointer) = checkpointer {
+                        checkpointer.stop();
+                    }
                     return Err(StoreError::Spawn(e));
                 }
             }
         }
         drop(shared);
 
-        let worker = Worker::new(conn, request_rx, hashed_rx, job_tx, reply_tx, notify, config.group_commit);
+        let links = WorkerLinks {
+            requests: request_rx,
+            hashed: hashed_rx,
+            hash_jobs: job_tx,
+            replies: reply_tx,
+            notify,
+            checkpointer,
+        };
+        let worker = Worker::new(conn, links, config.group_commit);
         let worker = match thread::Builder::new().name("portcullis-store".into()).spawn(move || worker.run()) {
             Ok(handle) => handle,
             Err(e) => {
-                // The closure (and with it the job sender) is dropped, so the
-                // hashers stop.
+                // The closure is dropped with the worker: its job sender (so
+                // the hashers stop) and its checkpointer (which then stops).
                 join_hashers(hashers);
                 return Err(StoreError::Spawn(e));
             }

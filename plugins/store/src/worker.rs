@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 use rusqlite::Connection;
 use tracing::{debug, error, info, warn};
 
+use crate::checkpoint::Checkpointer;
 use crate::db;
 use crate::hasher::{HashJob, Hashed};
 use crate::store::Notify;
@@ -75,6 +76,22 @@ enum Next {
     Hash(HashJob),
 }
 
+/// What connects the SQLite thread to the other threads.
+pub(crate) struct WorkerLinks {
+    /// Requests from [`Store::submit`](crate::Store::submit).
+    pub(crate) requests: Receiver<Job>,
+    /// Finished password work.
+    pub(crate) hashed: Receiver<Hashed>,
+    /// Password work to do.
+    pub(crate) hash_jobs: Sender<HashJob>,
+    /// Answers to the caller.
+    pub(crate) replies: Sender<StoreReply>,
+    /// Wakes the caller after a batch of answers.
+    pub(crate) notify: Option<Notify>,
+    /// The checkpointer thread, if the database is a file.
+    pub(crate) checkpointer: Option<Checkpointer>,
+}
+
 /// The SQLite thread's state.
 pub(crate) struct Worker {
     /// The only connection the server uses.
@@ -91,6 +108,9 @@ pub(crate) struct Worker {
     notify: Option<Notify>,
     /// One transaction per batch (`true`) or per request.
     group_commit: bool,
+    /// Copies the WAL into the database file off this thread (file
+    /// databases only).
+    checkpointer: Option<Checkpointer>,
     /// Newest committed version per account, so a save needs no `MAX()`
     /// query. Filled on first use; an account's entry is dropped when a save
     /// of it fails.
@@ -108,15 +128,8 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// A worker for an opened, migrated connection.
-    pub(crate) fn new(
-        conn: Connection,
-        requests: Receiver<Job>,
-        hashed: Receiver<Hashed>,
-        hash_jobs: Sender<HashJob>,
-        replies: Sender<StoreReply>,
-        notify: Option<Notify>,
-        group_commit: bool,
-    ) -> Self {
+    pub(crate) fn new(conn: Connection, links: WorkerLinks, group_commit: bool) -> Self {
+        let WorkerLinks { requests, hashed, hash_jobs, replies, notify, checkpointer } = links;
         Self {
             conn,
             requests,
@@ -125,6 +138,7 @@ impl Worker {
             replies,
             notify,
             group_commit,
+            checkpointer,
             latest: HashMap::new(),
             pending: HashMap::new(),
             in_flight: 0,
@@ -148,7 +162,12 @@ impl Worker {
                 self.run_one_by_one(&mut batch);
             }
         }
-        let Self { conn, .. } = self;
+        let Self { conn, checkpointer, .. } = self;
+        // Stopped first, so that closing the last connection checkpoints
+        // and removes the WAL.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.stop();
+        }
         conn.close().map_err(|(_, e)| StoreError::from(e))?;
         info!("store worker stopped");
         Ok(())
@@ -215,6 +234,13 @@ impl Worker {
         let started = Instant::now();
         let size = batch.len();
         let begin = if batch.iter().any(Work::writes) { "BEGIN IMMEDIATE" } else { "BEGIN DEFERRED" };
+        // A transaction left open by a failed ROLLBACK would fail every
+        // batch from now on: try again to end it.
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            warn!(error = %e, "rollback of a leftover transaction failed");
+        }
         if let Err(e) = self.conn.execute_batch(begin) {
             warn!(batch = size, error = %e, "cannot begin a transaction; failing the batch");
             let failure = StoreFailure::Internal(e.to_string());
@@ -247,6 +273,9 @@ impl Worker {
         match failure {
             None => {
                 self.latest.extend(pending.drain());
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.poke();
+                }
                 debug!(batch = size, elapsed_us = started.elapsed().as_micros(), "store batch committed");
             }
             Some(reason) => {
@@ -256,7 +285,8 @@ impl Worker {
                     error!(error = %e, "rollback failed");
                 }
                 pending.clear();
-                // Versions read during the batch may be stale now.
+                // Conservative: cached versions are read again from the
+                // database when next needed.
                 self.latest.clear();
                 warn!(batch = size, reason = %reason, "store batch failed and was rolled back");
                 let failure = StoreFailure::Internal(format!("commit failed: {reason}"));
@@ -281,6 +311,9 @@ impl Worker {
             sent += self.send(tag, next);
         }
         self.pending = pending;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.poke();
+        }
         self.wake(sent);
     }
 

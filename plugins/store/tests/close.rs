@@ -33,6 +33,8 @@ fn close_answers_everything_queued() {
         )
         .expect("submit");
     store.close().expect("close");
+    // The last connection closed cleanly: the WAL was folded into the file.
+    assert!(!dir.path().join("close.db-wal").exists());
 
     let answered: Vec<_> = replies.try_iter().collect();
     let tags: HashSet<u64> = answered.iter().map(|r| r.tag).collect();

@@ -15,6 +15,7 @@ use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
 
 use crate::ServerPlugins;
+use crate::metrics::FrameMetricsPlugin;
 use crate::runner::RunnerConfig;
 
 /// Every setting of `portcullis serve` (CLI.md), with its defaults.
@@ -32,6 +33,8 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     /// Storage.
     pub store: StoreConfig,
+    /// How often frame metrics are logged (`--metrics-every`, [`FrameMetricsPlugin`]).
+    pub metrics_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             rpc: RpcConfig::default(),
             session: SessionConfig::default(),
             store: StoreConfig::new("portcullis.db"),
+            metrics_every: Duration::from_secs(10),
         }
     }
 }
@@ -66,6 +70,7 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 outbound_queue: usize::try_from(args.outbound_queue).unwrap_or(usize::MAX),
                 rate_limit: args.rate_limit,
                 rate_burst: args.rate_burst,
+                ..NetConfig::default()
             },
             rpc: RpcConfig { max_protocol_errors: args.max_protocol_errors },
             session: SessionConfig {
@@ -81,8 +86,10 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 demo_accounts: !args.no_demo_accounts,
                 argon2_memory_kib: args.argon2_memory_kib,
                 argon2_iterations: args.argon2_iterations,
+                group_commit: !args.no_group_commit,
                 ..StoreConfig::new(&args.db)
             },
+            metrics_every: args.metrics_every,
         }
     }
 }
@@ -131,6 +138,47 @@ impl Signals {
     }
 }
 
+impl Signals {
+    /// Signals that wake `waker`'s frame loop when raised.
+    pub fn new(waker: FrameWaker) -> Self {
+        Self { count: Arc::default(), waker }
+    }
+}
+
+/// Graceful shutdown on SIGINT/SIGTERM for any app built on
+/// [`ServerPlugins`]: the first signal starts the save-first shutdown of
+/// PROTOCOL.md §6 (the app exits 0 when it is done), a second one exits at
+/// once. Inserts [`Signals`]; `install_process_handler: true` routes the
+/// process's signals to it (do that once per process).
+///
+/// # Examples
+///
+/// ```no_run
+/// use bevy_app::App;
+/// use portcullis::app::SignalPlugin;
+///
+/// let mut app = App::new();
+/// app.add_plugins(SignalPlugin { install_process_handler: true });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignalPlugin {
+    /// Route SIGINT/SIGTERM of this process to the app.
+    pub install_process_handler: bool,
+}
+
+impl Plugin for SignalPlugin {
+    fn build(&self, app: &mut App) {
+        let waker = app.world_mut().get_resource_or_init::<FrameWaker>().clone();
+        let signals = app.world().get_resource::<Signals>().cloned().unwrap_or_else(|| Signals::new(waker));
+        if self.install_process_handler
+            && let Err(e) = signals.install_process_handler()
+        {
+            bevy_log::error!(error = %e, "cannot install the signal handler");
+        }
+        app.insert_resource(signals).add_systems(First, watch_signals);
+    }
+}
+
 /// Turns signals into the shutdown sequence (first) or an immediate exit (second).
 fn watch_signals(
     signals: Res<Signals>,
@@ -154,7 +202,7 @@ fn watch_signals(
 
 /// Builds the `serve` app: binds the listener and opens the store first (so
 /// errors are reported, not panicked), then adds `TimePlugin`,
-/// [`ServerPlugins`] and the event-driven runner. Returns the app, the bound
+/// [`ServerPlugins`], [`FrameMetricsPlugin`] and the event-driven runner. Returns the app, the bound
 /// address and its [`Signals`].
 pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signals), ServeError> {
     let waker = FrameWaker::default();
@@ -164,7 +212,7 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signa
     let notify_waker = waker.clone();
     let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
         .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
-    let signals = Signals { count: Arc::default(), waker: waker.clone() };
+    let signals = Signals::new(waker.clone());
 
     let mut app = App::new();
     app.insert_resource(waker)
@@ -178,7 +226,8 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signa
                 .set(RpcPlugin { config: config.rpc.clone() })
                 .set(SessionPlugin::with_store(config.session.clone(), store)),
         )
-        .add_systems(First, watch_signals);
+        .add_plugins(SignalPlugin::default())
+        .add_plugins(FrameMetricsPlugin::every(config.metrics_every));
     config.runner.install(&mut app);
     let addr = app.world().resource::<NetControl>().local_addr().unwrap_or(config.listen);
     Ok((app, addr, signals))

@@ -12,11 +12,24 @@ use crate::state::{Session, SessionState};
 /// Methods a session being kicked may still call (PROTOCOL.md §6).
 pub const ALLOWED_WHILE_KICKING: [&str; 4] = ["userdata_save", "logout", "ping", "disconnect"];
 
+/// Methods a session being kicked may still call: PROTOCOL.md §6's four, plus
+/// any a game adds (e.g. a `group_leave`). Inserted by `SessionPlugin`.
+#[derive(Resource, Debug, Clone)]
+pub struct KickAllowList(pub Vec<String>);
+
+impl Default for KickAllowList {
+    fn default() -> Self {
+        Self(ALLOWED_WHILE_KICKING.iter().map(|m| (*m).to_owned()).collect())
+    }
+}
+
 /// The gate installed into `RpcGates` by `SessionPlugin`.
 pub fn session_gate(world: &mut World, input: &GateInput<'_>) -> Result<(), RpcError> {
     let Some(session) = world.get::<Session>(input.entity) else { return Ok(()) };
     // 1006: a kicked session may only save, log out, ping or disconnect.
-    if session.is_kicking() && !ALLOWED_WHILE_KICKING.contains(&input.method) {
+    if session.is_kicking()
+        && !world.get_resource::<KickAllowList>().is_some_and(|allowed| allowed.0.iter().any(|m| m == input.method))
+    {
         return Err(RpcError::new(ErrorCode::SessionClosing));
     }
     if input.method == "login" && !session.is_logged_in() {

@@ -135,6 +135,7 @@ impl Plugin for SessionPlugin {
             .init_resource::<PendingStore>()
             .init_resource::<LoginThrottle>()
             .init_resource::<ShutdownState>()
+            .init_resource::<KickAllowList>()
             .configure_sets(
                 Update,
                 (SessionSet::Store, SessionSet::Timers).chain().after(RpcSet::Dispatch).before(NetSet::Send),

@@ -141,7 +141,12 @@ impl Plugin for SessionPlugin {
                 (SessionSet::Store, SessionSet::Timers).chain().after(RpcSet::Dispatch).before(NetSet::Send),
             )
             .add_systems(Update, apply_store_replies.in_set(SessionSet::Store))
-            .add_systems(Update, (check_deadlines, finish_shutdown).chain().in_set(SessionSet::Timers))
+            .add_systems(
+                Update,
+                (end_sessions_of_closing_connections, check_deadlines, finish_shutdown)
+                    .chain()
+                    .in_set(SessionSet::Timers),
+            )
             .add_observer(on_connection_opened)
             .add_observer(|closed: On<ConnectionClosed>, mut ctx: SessionCtx| ctx.connection_closed(closed.entity))
             .add_observer(|kick: On<Kick>, mut ctx: SessionCtx| ctx.kick(kick.entity, kick.reason))

@@ -90,3 +90,20 @@ enum Due {
     KickDeadline,
     Idle,
 }
+
+/// Ends the session of every connection the server has started to close
+/// (`disconnect`, a protocol error, a rate-limit flood, a slow reader), in the
+/// same frame: its token dies and a takeover waiting on it goes on at once,
+/// without waiting for the transport to finish closing (PROTOCOL.md §4
+/// `disconnect`, §6 step 6). Runs in `SessionSet::Timers`.
+pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx) {
+    let closing: Vec<Entity> = ctx
+        .sessions
+        .iter()
+        .filter(|(_, session, conn)| !matches!(session.state, SessionState::Closed) && conn.is_closing())
+        .map(|(entity, _, _)| entity)
+        .collect();
+    for entity in closing {
+        ctx.connection_closed(entity);
+    }
+}

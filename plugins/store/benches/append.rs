@@ -6,6 +6,12 @@
 //! Each iteration submits a burst of saves spread over 64 accounts, then
 //! waits for every reply (a save is replied to only after its commit).
 //!
+//! The group `append_store_thread_cpu` measures the same group-commit
+//! bursts in CPU time of the SQLite thread (Linux `schedstat`) instead of
+//! wall time: its throughput is what that thread sustains on a core of its
+//! own, and, unlike wall time, it hardly moves when other processes load
+//! the machine.
+//!
 //! ```text
 //! cargo bench -p portcullis_store --bench append -- --warm-up-time 1 --measurement-time 5
 //! ```
@@ -69,6 +75,50 @@ fn append_burst(store: &Store, ids: &[i64], burst: usize) {
     }
 }
 
+/// CPU time used so far by the store's SQLite thread (named
+/// `portcullis-store`, which Linux shortens to 15 bytes); `None` where
+/// `/proc` cannot tell.
+fn store_thread_cpu() -> Option<Duration> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    tasks.flatten().find_map(|task| {
+        let task = task.path();
+        let name = std::fs::read_to_string(task.join("comm")).ok()?;
+        if name.trim_end() != "portcullis-stor" {
+            return None;
+        }
+        let schedstat = std::fs::read_to_string(task.join("schedstat")).ok()?;
+        let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    })
+}
+
+/// The benchmark group `append_store_thread_cpu`.
+fn append_store_thread_cpu(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let case = &CASES[0];
+    let (store, ids) = open_store(&dir, case);
+    // After one burst the thread has surely started and named itself.
+    append_burst(&store, &ids, case.burst);
+    if store_thread_cpu().is_none() {
+        store.close().expect("close store");
+        return;
+    }
+    let mut group = c.benchmark_group("append_store_thread_cpu");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(case.burst as u64));
+    group.bench_function(case.name, |b| {
+        b.iter_custom(|iters| {
+            let before = store_thread_cpu().unwrap_or_default();
+            for _ in 0..iters {
+                append_burst(&store, &ids, case.burst);
+            }
+            store_thread_cpu().unwrap_or_default().saturating_sub(before)
+        });
+    });
+    group.finish();
+    store.close().expect("close store");
+}
+
 /// The benchmark group `append`.
 fn append(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -90,5 +140,6 @@ fn append(c: &mut Criterion) {
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     append(&mut criterion);
+    append_store_thread_cpu(&mut criterion);
     criterion.final_summary();
 }

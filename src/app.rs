@@ -87,6 +87,7 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 argon2_memory_kib: args.argon2_memory_kib,
                 argon2_iterations: args.argon2_iterations,
                 group_commit: !args.no_group_commit,
+                synchronous_full: args.synchronous_full,
                 ..StoreConfig::new(&args.db)
             },
             metrics_every: args.metrics_every,

@@ -29,10 +29,23 @@ pub enum Command {
     Scenario(ScenarioArgs),
     /// Manage accounts in the database without a running server.
     Account(AccountArgs),
+    /// Load-test a server on this machine (loopback only) and report the figures.
+    Bench(crate::bench::BenchArgs),
+    /// The minimal NDJSON JSON-RPC server that `bench` measures as the limit of this machine.
+    #[command(hide = true)]
+    BenchEchoServer(crate::bench::EchoServerArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Flags of `portcullis serve` (CLI.md table).
@@ -98,6 +111,19 @@ pub struct ServeArgs {
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
     pub log: String,
+    /// How often frame metrics (fps, frame-time percentiles, connections, sessions) are logged at info.
+    #[arg(long, env = "PORTCULLIS_METRICS_EVERY", default_value = "10s", value_parser = parse_positive_duration)]
+    pub metrics_every: Duration,
+    /// One transaction per write instead of group commit (only to measure what group commit buys).
+    #[arg(long, env = "PORTCULLIS_NO_GROUP_COMMIT", hide = true)]
+    pub no_group_commit: bool,
+    /// `PRAGMA synchronous=FULL`: an fsync per commit (to measure what group commit buys then).
+    #[arg(long, env = "PORTCULLIS_SYNCHRONOUS_FULL", hide = true)]
+    pub synchronous_full: bool,
+    /// Shut down gracefully when standard input reaches end of file (used by
+    /// `bench`, so that a server it started never outlives it).
+    #[arg(long, env = "PORTCULLIS_STOP_ON_STDIN_EOF", hide = true)]
+    pub stop_on_stdin_eof: bool,
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {

@@ -14,6 +14,8 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         None => serve(&cli.serve),
         Some(Command::Scenario(args)) => portcullis::scenario::run_cli(&args),
+        Some(Command::Bench(args)) => portcullis::bench::run_cli(&args, &mut std::io::stdout(), &mut std::io::stderr()),
+        Some(Command::BenchEchoServer(args)) => portcullis::bench::echo::run_cli(&args, &mut std::io::stdout()),
         Some(Command::Account(args)) => {
             let stdin = std::io::stdin();
             match portcullis::account::run(&args, &mut stdin.lock(), &mut std::io::stdout().lock()) {
@@ -48,9 +50,26 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let _ = writeln!(std::io::stderr(), "error: cannot install the signal handler: {e}");
         return ExitCode::FAILURE;
     }
+    if args.stop_on_stdin_eof {
+        stop_on_stdin_eof(signals.clone());
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "listening on {addr}");
     let _ = stdout.flush();
     drop(stdout);
     if app.run().is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Raises a shutdown signal when stdin reaches end of file (the parent is
+/// gone), and a second one, the immediate exit, 15 s later.
+fn stop_on_stdin_eof(signals: portcullis::app::Signals) {
+    let spawned = std::thread::Builder::new().name("stdin-eof".into()).spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        signals.raise();
+        std::thread::sleep(std::time::Duration::from_secs(15));
+        signals.raise();
+    });
+    if let Err(e) = spawned {
+        let _ = writeln!(std::io::stderr(), "warning: cannot watch stdin: {e}");
+    }
 }

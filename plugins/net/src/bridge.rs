@@ -128,7 +128,12 @@ pub fn receive_net_events(world: &mut World) {
     let bridge = world.resource::<NetBridge>().clone();
     let config = world.resource::<NetConfig>().clone();
     let now = world.resource::<Time<Real>>().elapsed();
-    for event in bridge.rx.try_iter() {
+    // Only the events queued when the frame began: a client whose reader
+    // pushes frames faster than this loop handles them must not keep the
+    // frame (and every other client) waiting here for as long as it sends.
+    // What arrives meanwhile is left for the next frame, which is woken below.
+    let queued = bridge.rx.len();
+    for event in bridge.rx.try_iter().take(queued) {
         match event {
             NetEvent::Connected { id, peer, sink } => {
                 let inbox = Inbox {
@@ -183,5 +188,8 @@ pub fn receive_net_events(world: &mut World) {
                 world.despawn(entity);
             }
         }
+    }
+    if !bridge.rx.is_empty() {
+        bridge.waker.wake();
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,7 +16,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{NetBridge, NetEvent};
-use crate::codec::{FrameCodec, FrameError};
+use crate::codec::{FrameCodec, FrameError, is_blank};
 use crate::connection::{CloseCause, ConnectionId, Outgoing, Sink};
 
 /// The line sent to a connection refused because `max_connections` are open (PROTOCOL.md §6).
@@ -152,8 +152,13 @@ async fn read_frames(rd: &OwnedReadHalf, id: ConnectionId, bridge: &NetBridge, m
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return NetEvent::Eof { id },
         }
+        // Blank frames are only activity (PROTOCOL.md §1): one event per
+        // read stands for all of them, so a flood of empty lines costs the
+        // ECS one event per read, not one per byte.
+        let mut blank = false;
         loop {
             match codec.decode(&mut buf) {
+                Ok(Some(bytes)) if is_blank(&bytes) => blank = true,
                 Ok(Some(bytes)) => {
                     let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
                 }
@@ -165,10 +170,20 @@ async fn read_frames(rd: &OwnedReadHalf, id: ConnectionId, bridge: &NetBridge, m
                 Err(FrameError::Io(_)) => return NetEvent::Eof { id },
             }
         }
+        if blank {
+            let _ = bridge.tx.send(NetEvent::Frame { id, bytes: Bytes::new() });
+        }
         bridge.waker.wake();
         if buf.is_empty() {
             buf = BytesMut::new(); // idle connections keep no read buffer
         }
+        // `readable()` and `try_read_buf` take no part in tokio's cooperative
+        // budget: without a yield, a client that keeps the socket readable
+        // (a flood) would keep this task in this loop for ever, so that its
+        // writer (the `rate_limited` goodbye and the close) never ran and the
+        // worker thread served no one else. One yield per read (at most a few
+        // KiB) keeps every other connection on this worker within reach.
+        tokio::task::yield_now().await;
     }
 }
 

@@ -1,0 +1,395 @@
+//! `ping` and `echo-limit`: N connections × P `ping` requests in flight for
+//! a fixed time, against `portcullis serve` and against the echo-limit
+//! server, with the same load generator.
+//!
+//! ```text
+//!  connect N ─ one ping each (RSS per connection) ─ warmup ─┬─ measured phase ─┬─ close
+//!                                                   CPU snapshot       CPU snapshot
+//!  N×P tasks: loop { t0; call("ping"); t1 } — a request counts when it ends inside the phase
+//! ```
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::child::{ChildServer, ServeOptions};
+use super::load::{self, CpuSnapshot, CpuUse};
+use super::report::{Report, Table, Target, bytes, micros, ratio, thousands};
+use super::stats::{FrameSummary, Latencies, LatencySummary, round1};
+use super::{BenchArgs, BenchError, Workload};
+use crate::client::{Client, ClientError};
+use portcullis_rpc::ErrorCode;
+
+/// The shape of a ping load.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Connections.
+    pub connections: usize,
+    /// Requests in flight per connection.
+    pub in_flight: usize,
+    /// Load before the measured phase.
+    pub warmup: Duration,
+    /// The measured phase.
+    pub duration: Duration,
+}
+
+/// What one ping load measured against one server.
+#[derive(Debug, Clone)]
+pub struct PingRun {
+    /// Requests answered inside the measured phase.
+    pub requests: u64,
+    /// Requests that failed (any error but `RATE_LIMITED`).
+    pub errors: u64,
+    /// Requests refused with `RATE_LIMITED`.
+    pub rate_limited: u64,
+    /// CPU over the measured phase.
+    pub cpu: CpuUse,
+    /// Latency of the requests answered inside the measured phase.
+    pub latency: LatencySummary,
+    /// Server RSS before the connections were opened.
+    pub rss_before: Option<u64>,
+    /// Server RSS with the connections open, after one request each.
+    pub rss_connected: Option<u64>,
+    /// Server frame metrics over the measured phase.
+    pub frames: Option<FrameSummary>,
+    /// The first error a request got, if any.
+    pub first_error: Option<String>,
+}
+
+impl PingRun {
+    /// Requests per second over the measured phase.
+    pub fn requests_per_sec(&self) -> f64 {
+        self.requests as f64 / self.cpu.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// Server RSS per open connection, bytes.
+    pub fn rss_per_connection(&self, connections: usize) -> Option<f64> {
+        match (self.rss_before, self.rss_connected) {
+            (Some(a), Some(b)) => Some((b as f64 - a as f64) / connections.max(1) as f64),
+            _ => None,
+        }
+    }
+
+    /// As a JSON object.
+    pub fn to_json(&self, connections: usize) -> Value {
+        json!({
+            "requests": self.requests,
+            "requests_per_sec": round1(self.requests_per_sec()),
+            "errors": self.errors,
+            "rate_limited": self.rate_limited,
+            "latency": self.latency.to_json(),
+            "measured_secs": self.cpu.wall.as_secs_f64(),
+            "server_cpu_cores": self.cpu.server_cores().map(round1_3),
+            "server_cpu_us_per_request": self.cpu.server_us_per(self.requests).map(round1_3),
+            "client_cpu_cores": round1_3(self.cpu.client_cores()),
+            "server_rss_before_bytes": self.rss_before,
+            "server_rss_connected_bytes": self.rss_connected,
+            "server_rss_per_connection_bytes": self.rss_per_connection(connections).map(f64::round),
+            "frames": self.frames.as_ref().map(FrameSummary::to_json),
+            "first_error": self.first_error,
+        })
+    }
+}
+
+fn round1_3(x: f64) -> f64 {
+    super::stats::round3(x)
+}
+
+/// Runs the ping load of `plan` against `addr`; `server` is the child
+/// process behind it when the bench started it.
+pub async fn ping_load(
+    addr: SocketAddr,
+    server: Option<&ChildServer>,
+    plan: Plan,
+    metrics_every: Duration,
+) -> Result<PingRun, BenchError> {
+    let setup_limit = Duration::from_secs(120);
+    let rss_before = server.and_then(|s| s.rss_bytes().ok());
+    let clients = load::bounded("connecting", setup_limit, load::connect_many(addr, plan.connections)).await?;
+    load::bounded(
+        "the first ping of every connection",
+        setup_limit,
+        load::for_each(clients.len(), load::SETUP_CONCURRENCY, |i| {
+            let client = clients[i].clone();
+            async move { client.call("ping", json!({})).await.map(drop).map_err(BenchError::client("first ping")) }
+        }),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_connected = server.and_then(|s| s.rss_bytes().ok());
+
+    let start = Instant::now() + plan.warmup;
+    let end = start + plan.duration;
+    let mut tasks = Vec::with_capacity(plan.connections * plan.in_flight);
+    for client in &clients {
+        for _ in 0..plan.in_flight {
+            tasks.push(tokio::spawn(pinger(client.clone(), start, end)));
+        }
+    }
+    let sampler = async {
+        load::sleep_until(start).await;
+        let first = CpuSnapshot::take(server);
+        load::sleep_until(end).await;
+        first.until(&CpuSnapshot::take(server))
+    };
+    let joined = async {
+        let mut outcome = Outcome::default();
+        for task in tasks {
+            let part = task.await.map_err(|e| BenchError::Other(format!("a load task failed: {e}")))?;
+            outcome.merge(part);
+        }
+        Ok(outcome)
+    };
+    let limit = plan.warmup + plan.duration + Duration::from_secs(30);
+    let (cpu, outcome) = tokio::join!(sampler, load::bounded("the ping load", limit, joined));
+    let outcome = outcome?;
+    for client in &clients {
+        client.close();
+    }
+    let frames = server.and_then(|s| {
+        s.wait_frame_sample_after(end, metrics_every + Duration::from_millis(500));
+        s.frame_summary(start, end, metrics_every)
+    });
+    Ok(PingRun {
+        requests: outcome.requests,
+        errors: outcome.errors,
+        rate_limited: outcome.rate_limited,
+        cpu,
+        latency: outcome.latencies.summary(),
+        rss_before,
+        rss_connected,
+        frames,
+        first_error: outcome.first_error,
+    })
+}
+
+/// What one load task counted.
+#[derive(Default)]
+struct Outcome {
+    requests: u64,
+    errors: u64,
+    rate_limited: u64,
+    latencies: Latencies,
+    first_error: Option<String>,
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.rate_limited += other.rate_limited;
+        self.latencies.merge(other.latencies);
+    }
+}
+
+/// One request in flight at a time, until `end`.
+async fn pinger(client: Client, start: Instant, end: Instant) -> Outcome {
+    let mut outcome = Outcome::default();
+    loop {
+        let t0 = Instant::now();
+        if t0 >= end {
+            return outcome;
+        }
+        let result = client.call("ping", json!({})).await;
+        let t1 = Instant::now();
+        let counted = t1 >= start && t1 <= end;
+        match result {
+            Ok(_) if counted => {
+                outcome.requests += 1;
+                outcome.latencies.record(t1 - t0);
+            }
+            Ok(_) => {}
+            Err(ClientError::Rpc { code: ErrorCode::RateLimited, .. }) => outcome.rate_limited += u64::from(counted),
+            Err(error) => {
+                outcome.errors += 1;
+                outcome.first_error.get_or_insert_with(|| error.to_string());
+                if matches!(error, ClientError::Closed { .. } | ClientError::Timeout | ClientError::Io(_)) {
+                    return outcome;
+                }
+            }
+        }
+    }
+}
+
+/// `bench ping` and `bench echo-limit`.
+pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Write) -> Result<Report, BenchError> {
+    let plan = Plan {
+        connections: args.connections(),
+        in_flight: args.in_flight(),
+        warmup: args.warmup,
+        duration: args.duration,
+    };
+    let want_echo = args.workload == Workload::EchoLimit || args.compare_echo;
+    let want_server = args.workload == Workload::Ping;
+    let mut notes = Vec::new();
+
+    let echo = if want_echo {
+        let _ = writeln!(progress, "bench: echo-limit server, {} × {} in flight", plan.connections, plan.in_flight);
+        let child = ChildServer::echo()?;
+        let run = rt.block_on(ping_load(child.addr(), Some(&child), plan, args.metrics_every))?;
+        child.stop()?;
+        Some(run)
+    } else {
+        None
+    };
+    let server = if want_server {
+        let _ = writeln!(progress, "bench: portcullis serve, {} × {} in flight", plan.connections, plan.in_flight);
+        Some(match args.connect {
+            Some(addr) => {
+                notes.push(format!(
+                    "against the running server at {addr}: no server CPU, RSS or frame figures; the ping \
+                     connections do not log in, so its --login-timeout (default 10 s) must exceed warmup + duration"
+                ));
+                rt.block_on(ping_load(addr, None, plan, args.metrics_every))?
+            }
+            None => {
+                let dir = tempfile::tempdir().map_err(BenchError::io("cannot create a temporary directory"))?;
+                // The ping connections never log in: the login timeout must not close them.
+                let options = ServeOptions {
+                    login_timeout: Some(Duration::from_secs(3600)),
+                    ..super::serve_options(args, dir.path().join("bench.db"))
+                };
+                let child = ChildServer::serve(&options)?;
+                notes.push(super::RATE_LIMIT_NOTE.to_owned());
+                notes.push("server started with --login-timeout 1h: the ping connections do not log in".to_owned());
+                let run = rt.block_on(ping_load(child.addr(), Some(&child), plan, args.metrics_every))?;
+                child.stop()?;
+                run
+            }
+        })
+    } else {
+        None
+    };
+    for (name, run) in [("portcullis", &server), ("echo-limit", &echo)] {
+        if let Some(error) = run.as_ref().and_then(|r| r.first_error.as_ref()) {
+            notes.push(format!("first error against {name}: {error}"));
+        }
+    }
+    notes.push(super::SHARED_CORES_NOTE.to_owned());
+    Ok(report(args, plan, server.as_ref(), echo.as_ref(), notes))
+}
+
+fn report(
+    args: &BenchArgs,
+    plan: Plan,
+    server: Option<&PingRun>,
+    echo: Option<&PingRun>,
+    notes: Vec<String>,
+) -> Report {
+    let mut header = vec!["ping load"];
+    if server.is_some() {
+        header.push("portcullis");
+    }
+    if echo.is_some() {
+        header.push("echo-limit");
+    }
+    let both = server.is_some() && echo.is_some();
+    if both {
+        header.push("ratio");
+    }
+    let title = format!(
+        "{} connections × {} in flight, {} measured after {} warmup",
+        plan.connections,
+        plan.in_flight,
+        humantime::format_duration(plan.duration),
+        humantime::format_duration(plan.warmup)
+    );
+    let mut table = Table::new(title, &header);
+    let runs: Vec<&PingRun> = server.into_iter().chain(echo).collect();
+    let mut row = |name: &str, value: &dyn Fn(&PingRun) -> Option<f64>, show: &dyn Fn(f64) -> String| {
+        let mut cells = vec![name.to_owned()];
+        let values: Vec<Option<f64>> = runs.iter().map(|r| value(r)).collect();
+        cells.extend(values.iter().map(|v| v.map_or("-".to_owned(), show)));
+        if both {
+            cells.push(match (values[0], values[1]) {
+                (Some(a), Some(b)) => ratio(a, b),
+                _ => "-".to_owned(),
+            });
+        }
+        table.row(cells);
+    };
+    let us = |v: f64| micros(v as u64);
+    row("requests/s", &|r| Some(r.requests_per_sec()), &thousands);
+    row("latency p50", &|r| Some(r.latency.p50_us as f64), &us);
+    row("latency p99", &|r| Some(r.latency.p99_us as f64), &us);
+    row("latency p99.9", &|r| Some(r.latency.p999_us as f64), &us);
+    row("latency max", &|r| Some(r.latency.max_us as f64), &us);
+    row("server CPU (cores)", &|r| r.cpu.server_cores(), &|v| format!("{v:.2}"));
+    row("server CPU per request", &|r| r.cpu.server_us_per(r.requests), &|v| format!("{v:.2} µs"));
+    row("load generator CPU (cores)", &|r| Some(r.cpu.client_cores()), &|v| format!("{v:.2}"));
+    row("server RSS per connection", &|r| r.rss_per_connection(plan.connections), &bytes);
+    row("errors", &|r| Some(r.errors as f64), &thousands);
+    row("rate limited", &|r| Some(r.rate_limited as f64), &thousands);
+    if let Some(frames) = server.and_then(|s| s.frames.as_ref()) {
+        let mut cells = vec!["server frames/s, frame p50 / p99 (worst window)".to_owned()];
+        cells.push(format!("{:.0}, {} / {}", frames.fps_mean, micros(frames.p50_us), micros(frames.p99_worst_us)));
+        while cells.len() < table.header.len() {
+            cells.push(String::new());
+        }
+        table.row(cells);
+    }
+
+    let mut targets = Vec::new();
+    // The throughput targets of the issue are set for 64 connections × 16 in flight.
+    if let (Some(s), Some(e)) = (server, echo)
+        && plan.connections == 64
+        && plan.in_flight == 16
+    {
+        let share = s.requests_per_sec() / e.requests_per_sec().max(1e-9);
+        targets.push(Target::new(
+            "ping 64×16: requests/s ≥ 50 % of echo-limit",
+            format!("{:.0} %", share * 100.0),
+            Some(share >= 0.5),
+        ));
+        if let (Some(a), Some(b)) = (s.cpu.server_us_per(s.requests), e.cpu.server_us_per(e.requests)) {
+            targets.push(Target::new(
+                "ping 64×16: server CPU per request ≤ 3× echo-limit's",
+                format!("{:.2}×", a / b.max(1e-9)),
+                Some(a <= 3.0 * b),
+            ));
+        }
+    }
+    if let Some(s) = server
+        && plan.connections == 1
+        && plan.in_flight == 1
+    {
+        targets.push(Target::new(
+            "ping 1×1 latency p50 ≤ 1 ms",
+            micros(s.latency.p50_us),
+            Some(s.latency.p50_us <= 1000),
+        ));
+        targets.push(Target::new(
+            "ping 1×1 latency p99 ≤ 5 ms",
+            micros(s.latency.p99_us),
+            Some(s.latency.p99_us <= 5000),
+        ));
+    }
+    let results = json!({
+        "portcullis": server.map(|r| r.to_json(plan.connections)),
+        "echo_limit": echo.map(|r| r.to_json(plan.connections)),
+        "ratio_requests_per_sec": match (server, echo) {
+            (Some(s), Some(e)) => Some(super::stats::round3(s.requests_per_sec() / e.requests_per_sec().max(1e-9))),
+            _ => None,
+        },
+        "ratio_server_cpu_per_request": match (server, echo) {
+            (Some(s), Some(e)) => match (s.cpu.server_us_per(s.requests), e.cpu.server_us_per(e.requests)) {
+                (Some(a), Some(b)) => Some(super::stats::round3(a / b.max(1e-9))),
+                _ => None,
+            },
+            _ => None,
+        },
+    });
+    Report {
+        workload: args.workload.name().to_owned(),
+        config: super::config_json(args),
+        results,
+        tables: vec![table],
+        targets,
+        notes,
+    }
+}

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use bevy_app::{App, AppExit, PluginsState};
 use portcullis_net::FrameWaker;
 
+/// Frames that may run back to back before the `max_frame_hz` cap applies.
+const FRAME_BURST: f64 = 4.0;
+
 /// Settings of [`run_event_driven`].
 #[derive(Debug, Clone, Copy)]
 pub struct RunnerConfig {
@@ -49,18 +52,23 @@ pub fn run_event_driven(mut app: App, config: RunnerConfig) -> AppExit {
     let tick = Duration::from_secs_f64(1.0 / config.tick_hz.max(0.001));
     let min_frame = Duration::from_secs_f64(1.0 / config.max_frame_hz.max(0.001));
     let mut next_tick = Instant::now();
-    let mut last_frame: Option<Instant> = None;
+    // The frame cap is a token bucket (a few frames of burst), not a fixed
+    // gap: a request answered with one frame never waits for the cap, while a
+    // flood is still batched at `max_frame_hz` frames a second.
+    let mut budget = FRAME_BURST;
+    let mut refilled = Instant::now();
     loop {
         waker.wait_until(next_tick);
-        if let Some(last) = last_frame {
-            let earliest = last + min_frame;
-            let now = Instant::now();
-            if now < earliest {
-                std::thread::sleep(earliest - now);
-            }
-        }
         let now = Instant::now();
-        last_frame = Some(now);
+        budget = (budget + now.duration_since(refilled).as_secs_f64() / min_frame.as_secs_f64()).min(FRAME_BURST);
+        refilled = now;
+        if budget < 1.0 {
+            std::thread::sleep(min_frame.mul_f64(1.0 - budget));
+            budget = 1.0;
+            refilled = Instant::now();
+        }
+        budget -= 1.0;
+        let now = Instant::now();
         if now >= next_tick {
             next_tick += tick;
             if next_tick <= now {

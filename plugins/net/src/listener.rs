@@ -80,6 +80,11 @@ pub(crate) async fn accept_loop(
             bridge.send(NetEvent::Closed { id, cause });
         });
     }
+    // Connections the OS already queued would be reset when the listener is
+    // dropped: accept them and tell them `server_shutdown` (PROTOCOL.md §6).
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
+        tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+    }
     bevy_log::info!("listener closed");
 }
 

@@ -428,19 +428,7 @@ async fn client_that_never_reads_is_closed_and_others_are_served() {
 
     let (result, sent, mut stream) = timeout(Duration::from_secs(30), writer).await.expect("writer ends").unwrap();
     // Whatever was delivered before the close, then EOF or a reset.
-    let mut bytes = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let closed = loop {
-        let mut buf = vec![0u8; 65_536];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, stream.read(&mut buf)).await {
-            Err(_) => break None,
-            Ok(Ok(0)) => break Some(Closed::Eof),
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break Some(Closed::Reset),
-            Ok(Err(e)) => panic!("read error {e}"),
-        }
-    };
+    let (bytes, closed) = common::drain_until_closed(&mut stream, Duration::from_secs(20)).await;
     let text = String::from_utf8_lossy(&bytes);
     let answers = text.matches('\n').count();
     let peak = rss_kib(pid);

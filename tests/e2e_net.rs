@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Closed, Conn, Server, WAIT, median, start_fresh};
+use common::{Conn, Server, WAIT, median, start_fresh};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -426,19 +426,7 @@ async fn slow_reader_is_closed_when_its_queue_fills() {
 
     // Now read whatever was delivered; the server must have closed the
     // connection, so this ends in EOF (or a reset) well before `sent` answers.
-    let mut bytes = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let closed = loop {
-        let mut buf = vec![0u8; 65_536];
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, slow.read(&mut buf)).await {
-            Err(_) => break None,
-            Ok(Ok(0)) => break Some(Closed::Eof),
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break Some(Closed::Reset),
-            Ok(Err(e)) => panic!("read error {e}"),
-        }
-    };
+    let (bytes, closed) = common::drain_until_closed(&mut slow, Duration::from_secs(20)).await;
     let text = String::from_utf8_lossy(&bytes);
     let answers = text.matches('\n').count();
     eprintln!("slow reader: writing ended {end:?} after {sent} requests; read {answers} answers, then {closed:?}");

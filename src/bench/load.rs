@@ -163,6 +163,15 @@ impl CpuUse {
     }
 }
 
+/// The CPU the server and the load generator use between `start` and `end`
+/// (the measured phase): waits for `start`, snapshots, waits for `end`, snapshots.
+pub async fn sample_cpu(server: Option<&ChildServer>, start: Instant, end: Instant) -> CpuUse {
+    sleep_until(start).await;
+    let first = CpuSnapshot::take(server);
+    sleep_until(end).await;
+    first.until(&CpuSnapshot::take(server))
+}
+
 /// Sleeps until `at` (std clock).
 pub async fn sleep_until(at: Instant) {
     tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;

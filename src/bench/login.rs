@@ -14,7 +14,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use serde_json::json;
 
 use super::child::ChildServer;
-use super::load::{self, CpuSnapshot, CpuUse};
+use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, micros, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1, round3};
 use super::{BenchArgs, BenchError};
@@ -174,12 +174,7 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
         let start = Instant::now() + args.warmup;
         let end = start + args.duration;
         let tasks: Vec<_> = names.iter().map(|name| rt.spawn(login_loop(addr, name.clone(), start, end))).collect();
-        let sampler = async {
-            load::sleep_until(start).await;
-            let first = CpuSnapshot::take(server);
-            load::sleep_until(end).await;
-            first.until(&CpuSnapshot::take(server))
-        };
+        let sampler = load::sample_cpu(server, start, end);
         let joined = async {
             let mut total = LoopOutcome::default();
             for task in tasks {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::child::{ChildServer, ServeOptions};
-use super::load::{self, CpuSnapshot, CpuUse};
+use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, bytes, micros, ratio, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1};
 use super::{BenchArgs, BenchError, Workload};
@@ -128,12 +128,7 @@ pub async fn ping_load(
             tasks.push(tokio::spawn(pinger(client.clone(), start, end)));
         }
     }
-    let sampler = async {
-        load::sleep_until(start).await;
-        let first = CpuSnapshot::take(server);
-        load::sleep_until(end).await;
-        first.until(&CpuSnapshot::take(server))
-    };
+    let sampler = load::sample_cpu(server, start, end);
     let joined = async {
         let mut outcome = Outcome::default();
         for task in tasks {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::child::{ChildServer, ServeOptions};
-use super::load::{self, CpuSnapshot, CpuUse};
+use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, micros, ratio, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1, round3};
 use super::{BenchArgs, BenchError};
@@ -120,12 +120,7 @@ async fn save_load(
     for (i, client) in clients.iter().enumerate() {
         tasks.push(tokio::spawn(saver(client.clone(), i, plan.in_flight, pad.clone(), start, end)));
     }
-    let sampler = async {
-        load::sleep_until(start).await;
-        let first = CpuSnapshot::take(server);
-        load::sleep_until(end).await;
-        first.until(&CpuSnapshot::take(server))
-    };
+    let sampler = load::sample_cpu(server, start, end);
     let joined = async {
         let mut parts = Vec::with_capacity(tasks.len());
         for task in tasks {

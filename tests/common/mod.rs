@@ -154,6 +154,25 @@ pub fn start_fresh(extra: &[&str]) -> (tempfile::TempDir, Server) {
     (dir, server)
 }
 
+/// Reads everything a closing connection still delivers, for at most
+/// `limit`: the bytes, and how it ended (`None`: still open at the limit).
+pub async fn drain_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Option<Closed>) {
+    let mut bytes = Vec::new();
+    let deadline = std::time::Instant::now() + limit;
+    let closed = loop {
+        let mut buf = vec![0u8; 65_536];
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match tokio::time::timeout(left, tokio::io::AsyncReadExt::read(stream, &mut buf)).await {
+            Err(_) => break None,
+            Ok(Ok(0)) => break Some(Closed::Eof),
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break Some(Closed::Reset),
+            Ok(Err(e)) => panic!("read error {e}"),
+        }
+    };
+    (bytes, closed)
+}
+
 /// How a read ended when no line came.
 #[derive(Debug)]
 pub enum Closed {

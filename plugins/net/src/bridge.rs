@@ -60,14 +60,20 @@ pub struct NetBridge {
     pub(crate) rx: Receiver<NetEvent>,
     pub(crate) waker: FrameWaker,
     pub(crate) next_memory_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Ids of connections whose close began, from [`Connection`] (ECS thread only).
+    closing_tx: Sender<ConnectionId>,
+    closing_rx: Receiver<ConnectionId>,
 }
 
 impl NetBridge {
     pub(crate) fn new(waker: FrameWaker) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (closing_tx, closing_rx) = crossbeam_channel::unbounded();
         Self {
             tx,
             rx,
+            closing_tx,
+            closing_rx,
             waker,
             // In-memory ids count down from the top so they never meet TCP ids.
             next_memory_id: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
@@ -102,6 +108,74 @@ impl ConnectionIndex {
     /// Whether no connection is open.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+/// Connections the JSON-RPC dispatcher must look at, so that no system has to
+/// walk every connection every frame (10,000 idle sessions cost nothing).
+///
+/// An entity is marked when its inbox goes from empty to non-empty, when its
+/// client half-closes, and (by the JSON-RPC plugin) when the last request
+/// holding its frames is answered. Invariant: a connection with waiting
+/// frames that is neither closing nor held is marked. Duplicates are
+/// allowed; visiting a connection with nothing to do is harmless.
+/// Inserted by `NetPlugin`.
+#[derive(Resource, Default, Debug)]
+pub struct ReadyInboxes {
+    pending: Vec<Entity>,
+    visited: Vec<Entity>,
+}
+
+impl ReadyInboxes {
+    /// Marks a connection for the next dispatch.
+    pub fn mark(&mut self, entity: Entity) {
+        self.pending.push(entity);
+    }
+
+    /// Whether some connection waits for a dispatch.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Takes the marked connections, in marking order (the dispatcher's input).
+    pub fn take_pending(&mut self) -> Vec<Entity> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Records connections the dispatcher looked at this frame, for the
+    /// end-of-frame checks ([`take_visited`](Self::take_visited)).
+    pub fn extend_visited(&mut self, entities: impl IntoIterator<Item = Entity>) {
+        self.visited.extend(entities);
+    }
+
+    /// Takes the connections visited this frame.
+    pub fn take_visited(&mut self) -> Vec<Entity> {
+        std::mem::take(&mut self.visited)
+    }
+}
+
+/// Written once for each connection whose close began (by
+/// [`Connection::close`], [`Connection::abort`] or a full outbound queue),
+/// in [`NetSet::Closing`](crate::NetSet::Closing), while the entity still
+/// exists: its session can end at once instead of when the transport
+/// finishes closing. Closes begun after that set are reported next frame.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionClosing {
+    /// The connection's entity.
+    pub entity: Entity,
+}
+
+/// Reports the connections whose close began since the last run as
+/// [`ConnectionClosing`] messages. Runs in [`NetSet::Closing`](crate::NetSet::Closing).
+pub fn announce_closing_connections(
+    bridge: Res<NetBridge>,
+    index: Res<ConnectionIndex>,
+    mut closing: MessageWriter<ConnectionClosing>,
+) {
+    for id in bridge.closing_rx.try_iter() {
+        if let Some(entity) = index.get(id) {
+            closing.write(ConnectionClosing { entity });
+        }
     }
 }
 
@@ -141,7 +215,8 @@ pub fn receive_net_events(world: &mut World) {
                     bucket: RateBucket::full(config.rate_burst, now),
                     ..Default::default()
                 };
-                let entity = world.spawn((Connection::new(id, peer, sink), inbox)).id();
+                let conn = Connection::new(id, peer, sink, bridge.closing_tx.clone());
+                let entity = world.spawn((conn, inbox)).id();
                 world.resource_mut::<ConnectionIndex>().map.insert(id, entity);
                 bevy_log::debug!(conn = %id, peer = %peer, "connected");
                 world.trigger(ConnectionOpened { entity });
@@ -156,6 +231,7 @@ pub fn receive_net_events(world: &mut World) {
                 if inbox.eof || is_blank(&bytes) {
                     continue;
                 }
+                let was_empty = inbox.items.is_empty();
                 if matches!(
                     inbox.items.back(),
                     Some(InboxItem::Frame { admission: crate::Admission::RefusedClose, .. })
@@ -168,17 +244,24 @@ pub fn receive_net_events(world: &mut World) {
                     inbox.bucket.admit(now, config.rate_limit, config.rate_burst)
                 };
                 inbox.items.push_back(InboxItem::Frame { bytes, admission });
+                if was_empty {
+                    world.resource_mut::<ReadyInboxes>().mark(entity);
+                }
             }
             NetEvent::TooLarge { id } => {
                 let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
                 if let Some(mut inbox) = world.get_mut::<Inbox>(entity) {
                     inbox.items.push_back(InboxItem::TooLarge);
+                    world.resource_mut::<ReadyInboxes>().mark(entity);
                 }
             }
             NetEvent::Eof { id } => {
                 let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
-                if let Some(mut inbox) = world.get_mut::<Inbox>(entity) {
+                if let Some(mut inbox) = world.get_mut::<Inbox>(entity)
+                    && !inbox.eof
+                {
                     inbox.eof = true;
+                    world.resource_mut::<ReadyInboxes>().mark(entity);
                 }
             }
             NetEvent::Closed { id, cause } => {

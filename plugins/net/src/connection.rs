@@ -62,6 +62,8 @@ pub struct Connection {
     transport: Transport,
     sink: Sink,
     closing: AtomicBool,
+    /// Tells the ECS once when the close begins ([`crate::ConnectionClosing`]).
+    closing_feed: Sender<ConnectionId>,
 }
 
 /// What happened to a message given to [`Connection::send`].
@@ -76,12 +78,12 @@ pub enum SendStatus {
 }
 
 impl Connection {
-    pub(crate) fn new(id: ConnectionId, peer: SocketAddr, sink: Sink) -> Self {
+    pub(crate) fn new(id: ConnectionId, peer: SocketAddr, sink: Sink, closing_feed: Sender<ConnectionId>) -> Self {
         let transport = match sink {
             Sink::Tcp { .. } => Transport::Tcp,
             Sink::Memory { .. } => Transport::Memory,
         };
-        Self { id, peer, transport, sink, closing: AtomicBool::new(false) }
+        Self { id, peer, transport, sink, closing: AtomicBool::new(false), closing_feed }
     }
 
     /// The connection's process-unique id (the `conn` field of log lines).
@@ -121,7 +123,7 @@ impl Connection {
 
     /// Closes gracefully: everything queued before is written first. Idempotent.
     pub fn close(&self) {
-        if self.closing.swap(true, Ordering::AcqRel) {
+        if !self.begin_closing() {
             return;
         }
         if !self.push(Outgoing::Close) {
@@ -135,8 +137,18 @@ impl Connection {
 
     /// Closes at once, dropping whatever is still queued. Idempotent.
     pub fn abort(&self) {
-        self.closing.store(true, Ordering::Release);
+        self.begin_closing();
         self.hard_close();
+    }
+
+    /// Sets the closing flag; the first time, reports the close to the ECS
+    /// and returns true.
+    fn begin_closing(&self) -> bool {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let _ = self.closing_feed.send(self.id);
+        true
     }
 
     fn hard_close(&self) {

@@ -44,6 +44,10 @@ pub use waker::*;
 pub enum NetSet {
     /// Drain the transport channel into `Connection` entities and inboxes.
     Receive,
+    /// Report connections whose close began ([`ConnectionClosing`]). Between
+    /// `Receive` and `Send`; the session plugin runs it after the dispatcher
+    /// and before its timers.
+    Closing,
     /// End of frame: after everything that answers requests and before
     /// the frame ends (the JSON-RPC plugin closes finished connections here).
     Send,
@@ -228,7 +232,10 @@ impl Plugin for NetPlugin {
             .insert_resource(self.config.clone())
             .insert_resource(control)
             .init_resource::<ConnectionIndex>()
-            .configure_sets(Update, NetSet::Receive.before(NetSet::Send))
-            .add_systems(Update, receive_net_events.in_set(NetSet::Receive));
+            .init_resource::<ReadyInboxes>()
+            .add_message::<ConnectionClosing>()
+            .configure_sets(Update, (NetSet::Receive, NetSet::Closing, NetSet::Send).chain())
+            .add_systems(Update, receive_net_events.in_set(NetSet::Receive))
+            .add_systems(Update, announce_closing_connections.in_set(NetSet::Closing));
     }
 }

@@ -2,7 +2,7 @@
 //! runs the registered methods (PROTOCOL.md §2–3).
 
 use bevy_ecs::prelude::*;
-use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem};
+use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, ReadyInboxes};
 
 use crate::RpcConfig;
 use crate::envelope::{Envelope, RequestId, error_line, parse_frame, result_line};
@@ -15,25 +15,19 @@ use crate::reply::{RpcState, send_disconnect};
 #[derive(Resource, Default)]
 pub(crate) struct Tickets(u64);
 
-/// Dispatches every waiting frame of every connection that is neither
-/// closing nor held by an unanswered request. Runs in [`crate::RpcSet::Dispatch`].
+/// Dispatches the waiting frames of every connection marked in
+/// [`ReadyInboxes`] that is neither closing nor held by an unanswered
+/// request, in arrival order per connection. Only marked connections are
+/// visited, so idle connections cost nothing. Runs in [`crate::RpcSet::Dispatch`].
 pub fn dispatch_frames(world: &mut World) {
-    let mut ready: Vec<Entity> = Vec::new();
-    {
-        let mut query = world.query::<(Entity, &Inbox, &Connection, Option<&RpcState>)>();
-        for (entity, inbox, conn, state) in query.iter(world) {
-            if !inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held) {
-                ready.push(entity);
-            }
-        }
-    }
+    let ready = world.resource_mut::<ReadyInboxes>().take_pending();
     if ready.is_empty() {
         return;
     }
     let methods = world.resource::<RpcMethods>().clone();
     let gates = world.resource::<RpcGates>().clone();
     let config = world.resource::<RpcConfig>().clone();
-    for entity in ready {
+    for &entity in &ready {
         while let Ok(mut entity_ref) = world.get_entity_mut(entity) {
             if entity_ref.get::<Connection>().is_none_or(Connection::is_closing)
                 || entity_ref.get::<RpcState>().is_some_and(RpcState::is_held)
@@ -71,6 +65,7 @@ pub fn dispatch_frames(world: &mut World) {
             }
         }
     }
+    world.resource_mut::<ReadyInboxes>().extend_visited(ready);
 }
 
 fn send(world: &World, entity: Entity, line: String) {
@@ -145,23 +140,29 @@ fn handle_frame(
     }
 }
 
-/// Wakes the frame loop when frames are still waiting for dispatch at the end
-/// of a frame (their hold was released), so they do not wait for the next tick.
-pub fn wake_for_waiting_frames(query: Query<(&Inbox, &Connection, Option<&RpcState>)>, waker: Option<Res<FrameWaker>>) {
-    let waiting = query.iter().any(|(inbox, conn, state)| {
-        !inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held)
-    });
-    if waiting && let Some(waker) = waker {
+/// Wakes the frame loop when connections were marked ready after this
+/// frame's dispatch (a hold was released late in the frame), so their frames
+/// do not wait for the next tick.
+pub fn wake_for_waiting_frames(ready: Res<ReadyInboxes>, waker: Option<Res<FrameWaker>>) {
+    if ready.has_pending()
+        && let Some(waker) = waker
+    {
         waker.wake();
     }
 }
 
 /// Closes connections whose client stopped sending (end of stream) once every
 /// frame they sent has been handled and no answer is outstanding, so a client
-/// that writes its requests and half-closes still gets every answer. Runs in
+/// that writes its requests and half-closes still gets every answer. Looks
+/// only at the connections the dispatcher visited this frame (an end of
+/// stream and a released hold both mark a connection ready). Runs in
 /// [`NetSet::Send`](portcullis_net::NetSet::Send).
-pub fn close_finished_connections(query: Query<(&Connection, &Inbox, Option<&RpcState>)>) {
-    for (conn, inbox, state) in &query {
+pub fn close_finished_connections(
+    mut ready: ResMut<ReadyInboxes>,
+    query: Query<(&Connection, &Inbox, Option<&RpcState>)>,
+) {
+    for entity in ready.take_visited() {
+        let Ok((conn, inbox, state)) = query.get(entity) else { continue };
         if inbox.eof && inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held) {
             conn.close();
         }

@@ -64,6 +64,7 @@ impl Plugin for RpcPlugin {
             .init_resource::<RpcMethods>()
             .init_resource::<RpcGates>()
             .init_resource::<dispatch::Tickets>()
+            .init_resource::<portcullis_net::ReadyInboxes>()
             .configure_sets(Update, RpcSet::Dispatch.after(NetSet::Receive).before(NetSet::Send))
             .add_systems(Update, dispatch_frames.in_set(RpcSet::Dispatch))
             .add_systems(Update, close_finished_connections.in_set(NetSet::Send))

@@ -2,7 +2,7 @@
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
-use portcullis_net::{Connection, FrameWaker, Inbox, SendStatus};
+use portcullis_net::{Connection, FrameWaker, ReadyInboxes, SendStatus};
 use serde::Serialize;
 use serde_json::json;
 
@@ -45,7 +45,8 @@ impl RpcState {
 /// ```
 #[derive(SystemParam)]
 pub struct Rpc<'w, 's> {
-    connections: Query<'w, 's, (&'static Connection, Option<&'static mut RpcState>, Option<&'static Inbox>)>,
+    connections: Query<'w, 's, (&'static Connection, Option<&'static mut RpcState>)>,
+    ready: ResMut<'w, ReadyInboxes>,
     waker: Option<Res<'w, FrameWaker>>,
 }
 
@@ -55,7 +56,7 @@ impl Rpc<'_, '_> {
     /// connection.
     pub fn respond<R: Serialize>(&mut self, to: &ReplyTo, result: Result<R, RpcError>) {
         if let Some(line) = answer_line(to, result)
-            && let Ok((conn, _, _)) = self.connections.get(to.entity)
+            && let Ok((conn, _)) = self.connections.get(to.entity)
         {
             conn.send(line);
         }
@@ -65,21 +66,22 @@ impl Rpc<'_, '_> {
     /// Lets the connection's later frames go before `to` is answered (the
     /// answer may still be sent with [`respond`](Self::respond)).
     pub fn release(&mut self, to: &ReplyTo) {
-        let Ok((_, Some(mut state), inbox)) = self.connections.get_mut(to.entity) else { return };
+        let Ok((_, Some(mut state))) = self.connections.get_mut(to.entity) else { return };
         if let Some(pos) = state.held.iter().position(|t| *t == to.ticket) {
             state.held.swap_remove(pos);
-            if state.held.is_empty()
-                && inbox.is_some_and(|i| !i.items.is_empty())
-                && let Some(waker) = &self.waker
-            {
-                waker.wake(); // the frames that waited are dispatched next frame
+            if state.held.is_empty() {
+                // The frames that waited (or a pending end of stream) are handled next frame.
+                self.ready.mark(to.entity);
+                if let Some(waker) = &self.waker {
+                    waker.wake();
+                }
             }
         }
     }
 
     /// Sends a notification (`{"jsonrpc":"2.0","method":M,"params":P}`) to one connection.
     pub fn notify<P: Serialize + ?Sized>(&self, entity: Entity, method: &str, params: &P) -> SendStatus {
-        let Ok((conn, _, _)) = self.connections.get(entity) else { return SendStatus::Closing };
+        let Ok((conn, _)) = self.connections.get(entity) else { return SendStatus::Closing };
         match notification_line(method, params) {
             Ok(line) => conn.send(line),
             Err(e) => {
@@ -98,7 +100,7 @@ impl Rpc<'_, '_> {
     ) {
         let Ok(line) = notification_line(method, params) else { return };
         for entity in entities {
-            if let Ok((conn, _, _)) = self.connections.get(entity) {
+            if let Ok((conn, _)) = self.connections.get(entity) {
                 conn.send(line.clone());
             }
         }
@@ -106,13 +108,13 @@ impl Rpc<'_, '_> {
 
     /// Sends `disconnected {"reason":R}` and closes the connection (PROTOCOL.md §5).
     pub fn disconnect(&self, entity: Entity, reason: DisconnectReason) {
-        let Ok((conn, _, _)) = self.connections.get(entity) else { return };
+        let Ok((conn, _)) = self.connections.get(entity) else { return };
         send_disconnect(conn, reason);
     }
 
     /// The connection behind an entity.
     pub fn connection(&self, entity: Entity) -> Option<&Connection> {
-        self.connections.get(entity).ok().map(|(c, _, _)| c)
+        self.connections.get(entity).ok().map(|(c, _)| c)
     }
 }
 

@@ -134,11 +134,15 @@ impl Plugin for SessionPlugin {
             .init_resource::<SessionIndex>()
             .init_resource::<PendingStore>()
             .init_resource::<LoginThrottle>()
+            .init_resource::<DeadlineQueue>()
             .init_resource::<ShutdownState>()
             .init_resource::<KickAllowList>()
             .configure_sets(
                 Update,
-                (SessionSet::Store, SessionSet::Timers).chain().after(RpcSet::Dispatch).before(NetSet::Send),
+                (SessionSet::Store, NetSet::Closing, SessionSet::Timers)
+                    .chain()
+                    .after(RpcSet::Dispatch)
+                    .before(NetSet::Send),
             )
             .add_systems(Update, apply_store_replies.in_set(SessionSet::Store))
             .add_systems(
@@ -170,6 +174,7 @@ fn on_connection_opened(
     time: Res<Time<Real>>,
     config: Res<SessionConfig>,
     shutdown: Res<ShutdownState>,
+    mut deadlines: ResMut<DeadlineQueue>,
     rpc: Rpc,
 ) {
     let now = time.elapsed();
@@ -177,6 +182,13 @@ fn on_connection_opened(
     if shutdown.is_active() {
         session.state = SessionState::Closed;
         rpc.disconnect(opened.entity, DisconnectReason::ServerShutdown);
+    } else if let Check::At(at) = evaluate(&session, now, config.idle_timeout, now) {
+        session.next_check = Some(at);
+        deadlines.reschedule(opened.entity, None, Some(at));
+    } else {
+        // A zero timeout: due at once.
+        session.next_check = Some(now);
+        deadlines.reschedule(opened.entity, None, Some(now));
     }
     commands.entity(opened.entity).try_insert(session);
 }

@@ -1,16 +1,16 @@
 //! Timers and limits of PROTOCOL.md §6: the login deadline, the idle timer,
 //! the kick-save deadline, and login throttling per peer address.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use portcullis_net::Inbox;
+use portcullis_net::{ConnectionClosing, Inbox};
 use portcullis_rpc::DisconnectReason;
 
 use crate::machine::SessionCtx;
-use crate::state::SessionState;
+use crate::state::{Session, SessionState};
 
 /// Failed password logins per peer IP address (PROTOCOL.md §6, "Login
 /// throttling"). Inserted by `SessionPlugin`.
@@ -52,30 +52,126 @@ impl LoginThrottle {
     }
 }
 
-/// Fires the deadlines of every session, each frame: login timeout, kick-save
-/// deadline and idle timeout. Runs in `SessionSet::Timers`.
+/// The sessions' next deadline checks, in time order, so that the timers
+/// cost nothing per idle session per frame: [`check_deadlines`] pops only
+/// what is due. Inserted by `SessionPlugin`.
+///
+/// Each session has at most one entry, at or before its earliest deadline
+/// (login, kick-save or idle). An entry is a hint: when it comes due the
+/// session's deadlines are worked out again from its state and last
+/// activity, and it fires or is queued again at its real time. Activity
+/// therefore never touches the queue; a transition that brings a deadline
+/// forward (a kick, a logout) moves the entry.
+#[derive(Resource, Default, Debug)]
+pub struct DeadlineQueue {
+    due: BTreeSet<(Duration, Entity)>,
+}
+
+impl DeadlineQueue {
+    /// Number of sessions with a queued check.
+    pub fn len(&self) -> usize {
+        self.due.len()
+    }
+
+    /// Whether no check is queued.
+    pub fn is_empty(&self) -> bool {
+        self.due.is_empty()
+    }
+
+    /// The earliest queued check (`Time<Real>` elapsed), if any.
+    pub fn next(&self) -> Option<Duration> {
+        self.due.first().map(|(at, _)| *at)
+    }
+
+    /// Moves `entity`'s entry from `old` to `new`, both optional.
+    pub(crate) fn reschedule(&mut self, entity: Entity, old: Option<Duration>, new: Option<Duration>) {
+        if let Some(old) = old {
+            self.due.remove(&(old, entity));
+        }
+        if let Some(new) = new {
+            self.due.insert((new, entity));
+        }
+    }
+
+    fn pop_due(&mut self, now: Duration) -> Option<(Duration, Entity)> {
+        if self.due.first().is_some_and(|(at, _)| *at <= now) { self.due.pop_first() } else { None }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.due.clear();
+    }
+}
+
+/// What a session's deadlines say at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// A deadline has passed.
+    Due(Due),
+    /// Nothing is due before this time.
+    At(Duration),
+    /// No deadline applies in this state.
+    Never,
+}
+
+/// Which deadline fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    LoginTimeout,
+    KickDeadline,
+    Idle,
+}
+
+/// The deadlines of PROTOCOL.md §6 for one session at `now`; `last_activity`
+/// is its last frame (`Duration::ZERO` gives a lower bound of the idle
+/// deadline when the inbox is not at hand).
+pub(crate) fn evaluate(session: &Session, last_activity: Duration, idle_timeout: Duration, now: Duration) -> Check {
+    let idle_at = last_activity.max(session.idle_base).checked_add(idle_timeout);
+    let idle_due = idle_at.is_some_and(|t| now >= t);
+    let earliest = |a: Duration, b: Option<Duration>| Check::At(b.map_or(a, |b| a.min(b)));
+    match &session.state {
+        // Not logged in within login_timeout → disconnected login_timeout.
+        SessionState::AwaitingLogin { deadline } if now >= *deadline => Check::Due(Due::LoginTimeout),
+        // Idle: a logged-in session is kicked, any other connection closed.
+        SessionState::AwaitingLogin { .. } | SessionState::LoggedIn { .. } if idle_due => Check::Due(Due::Idle),
+        SessionState::AwaitingLogin { deadline } => earliest(*deadline, idle_at),
+        SessionState::LoggedIn { .. } => idle_at.map_or(Check::Never, Check::At),
+        // A save already on its way to the store is waited for; its answer
+        // re-queues the session.
+        SessionState::Kicking { .. } if session.saves_in_flight > 0 => Check::Never,
+        // The kicked session did not save in time → closed without a save.
+        SessionState::Kicking { deadline, .. } if now >= *deadline => Check::Due(Due::KickDeadline),
+        SessionState::Kicking { deadline, .. } => Check::At(*deadline),
+        SessionState::WaitingTakeover { .. } | SessionState::Closed => Check::Never,
+    }
+}
+
+/// Fires the deadlines that are due: login timeout, kick-save deadline and
+/// idle timeout (PROTOCOL.md §6). Pops only due entries of the
+/// [`DeadlineQueue`]; a change of `SessionConfig` re-queues every session.
+/// Runs in `SessionSet::Timers`.
 pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
     let now = ctx.now();
     let idle_timeout = ctx.config.idle_timeout;
-    let mut due: Vec<(Entity, Due)> = Vec::new();
-    for (entity, session, _) in ctx.sessions.iter() {
-        let last_frame = inboxes.get(entity).map_or(Duration::ZERO, |i| i.last_activity);
-        let idle = now.saturating_sub(last_frame.max(session.idle_base)) >= idle_timeout;
-        match &session.state {
-            // §6: not logged in within login_timeout → disconnected login_timeout.
-            SessionState::AwaitingLogin { deadline } if now >= *deadline => due.push((entity, Due::LoginTimeout)),
-            // §6: the kicked session did not save in time → closed without a save
-            // (a save already on its way to the store is waited for).
-            SessionState::Kicking { deadline, .. } if now >= *deadline && session.saves_in_flight == 0 => {
-                due.push((entity, Due::KickDeadline));
-            }
-            // §6 idle: a logged-in session is kicked, any other connection closed.
-            SessionState::LoggedIn { .. } | SessionState::AwaitingLogin { .. } if idle => due.push((entity, Due::Idle)),
-            _ => {}
-        }
+    if ctx.config.is_changed() {
+        ctx.schedule_all();
     }
-    for (entity, what) in due {
-        match what {
+    while let Some((at, entity)) = ctx.deadlines.pop_due(now) {
+        let last_activity = inboxes.get(entity).map_or(Duration::ZERO, |i| i.last_activity);
+        let Ok((_, mut session, _)) = ctx.sessions.get_mut(entity) else { continue };
+        if session.next_check != Some(at) {
+            continue; // not this session's entry (cannot happen; stay safe)
+        }
+        session.next_check = None;
+        let due = match evaluate(&session, last_activity, idle_timeout, now) {
+            Check::Due(due) => due,
+            Check::At(later) => {
+                session.next_check = Some(later);
+                ctx.deadlines.reschedule(entity, None, Some(later));
+                continue;
+            }
+            Check::Never => continue,
+        };
+        match due {
             Due::LoginTimeout => ctx.close_unauthenticated(entity, DisconnectReason::LoginTimeout),
             Due::KickDeadline => ctx.end_kick(entity),
             Due::Idle => ctx.kick(entity, DisconnectReason::IdleTimeout),
@@ -85,25 +181,17 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
     ctx.throttle.prune(now, window);
 }
 
-enum Due {
-    LoginTimeout,
-    KickDeadline,
-    Idle,
-}
-
 /// Ends the session of every connection the server has started to close
 /// (`disconnect`, a protocol error, a rate-limit flood, a slow reader), in the
-/// same frame: its token dies and a takeover waiting on it goes on at once,
-/// without waiting for the transport to finish closing (PROTOCOL.md §4
-/// `disconnect`, §6 step 6). Runs in `SessionSet::Timers`.
-pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx) {
-    let closing: Vec<Entity> = ctx
-        .sessions
-        .iter()
-        .filter(|(_, session, conn)| !matches!(session.state, SessionState::Closed) && conn.is_closing())
-        .map(|(entity, _, _)| entity)
-        .collect();
-    for entity in closing {
-        ctx.connection_closed(entity);
+/// same frame when the close began before `NetSet::Closing`: its token dies
+/// and a takeover waiting on it goes on at once, without waiting for the
+/// transport to finish closing (PROTOCOL.md §4 `disconnect`, §6 step 6).
+/// Reads [`ConnectionClosing`] messages, so idle connections cost nothing.
+/// Runs in `SessionSet::Timers`.
+pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx, mut closing: MessageReader<ConnectionClosing>) {
+    for ConnectionClosing { entity } in closing.read().copied() {
+        if ctx.session(entity).is_some_and(|s| !matches!(s.state, SessionState::Closed)) {
+            ctx.connection_closed(entity);
+        }
     }
 }

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::SessionConfig;
 use crate::events::{Kicked, LoggedIn, LoggedOut};
-use crate::limits::LoginThrottle;
+use crate::limits::{Check, DeadlineQueue, LoginThrottle, evaluate};
 use crate::shutdown::ShutdownState;
 use crate::state::{Session, SessionIndex, SessionState};
 use crate::store::{PendingOp, PendingStore, StoreHandle};
@@ -53,6 +53,7 @@ pub struct SessionCtx<'w, 's> {
     pub(crate) time: Res<'w, Time<Real>>,
     pub(crate) shutdown: ResMut<'w, ShutdownState>,
     pub(crate) throttle: ResMut<'w, LoginThrottle>,
+    pub(crate) deadlines: ResMut<'w, DeadlineQueue>,
     pub(crate) userdata: Query<'w, 's, &'static mut UserData>,
     pub(crate) commands: Commands<'w, 's>,
 }
@@ -69,6 +70,50 @@ impl SessionCtx<'_, '_> {
 
     fn session_mut(&mut self, entity: Entity) -> Option<Mut<'_, Session>> {
         self.sessions.get_mut(entity).ok().map(|(_, s, _)| s)
+    }
+
+    /// Moves `entity`'s entry in the [`DeadlineQueue`] to its next deadline
+    /// after its state changed (a login's idle deadline replaces its login
+    /// deadline, so no sessions come due in a burst for nothing); a state
+    /// without deadlines drops the entry.
+    pub(crate) fn schedule(&mut self, entity: Entity) {
+        let now = self.now();
+        let idle_timeout = self.config.idle_timeout;
+        let Ok((_, session, _)) = self.sessions.get(entity) else { return };
+        let at = match evaluate(session, Duration::ZERO, idle_timeout, now) {
+            Check::Due(_) => Some(now),
+            Check::At(at) => Some(at),
+            Check::Never => None,
+        };
+        let old = session.next_check;
+        if old == at {
+            return;
+        }
+        if let Ok((_, mut session, _)) = self.sessions.get_mut(entity) {
+            session.next_check = at;
+            self.deadlines.reschedule(entity, old, at);
+        }
+    }
+
+    /// Re-queues every session (the timeouts changed).
+    pub(crate) fn schedule_all(&mut self) {
+        self.deadlines.clear();
+        let entities: Vec<Entity> = self.sessions.iter().map(|(entity, _, _)| entity).collect();
+        for entity in entities {
+            if let Ok((_, mut session, _)) = self.sessions.get_mut(entity) {
+                session.next_check = None;
+            }
+            self.schedule(entity);
+        }
+    }
+
+    /// A save of `entity` was answered by the store: one fewer in flight. A
+    /// kick that waited for it past its deadline can now end.
+    pub(crate) fn save_finished(&mut self, entity: Entity) {
+        if let Ok((_, mut session, _)) = self.sessions.get_mut(entity) {
+            session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
+        }
+        self.schedule(entity);
     }
 
     /// Hands a request to the store on behalf of `reply_to`; the answer comes
@@ -112,6 +157,7 @@ impl SessionCtx<'_, '_> {
                 bevy_log::warn!(account = %account.name, "user data not loaded: store busy");
             }
         }
+        self.schedule(entity);
         self.commands.trigger(LoggedIn { entity, account });
         Some(result)
     }
@@ -159,6 +205,7 @@ impl SessionCtx<'_, '_> {
         if let Some(mut session) = self.session_mut(entity) {
             session.state = SessionState::WaitingTakeover { account, login: reply_to.clone() };
         }
+        self.schedule(entity);
         self.rpc.release(reply_to);
         self.kick(old, DisconnectReason::DuplicateLogin);
     }
@@ -219,6 +266,7 @@ impl SessionCtx<'_, '_> {
             }
             SessionState::AwaitingLogin { .. } => self.rpc.disconnect(entity, reason),
         }
+        self.schedule(entity);
     }
 
     /// Transition: kicking → closed (§6): after its save or logout was
@@ -233,6 +281,7 @@ impl SessionCtx<'_, '_> {
             return;
         };
         self.rpc.disconnect(entity, reason);
+        self.schedule(entity);
         self.forget_session(entity, account, &token);
     }
 
@@ -247,6 +296,7 @@ impl SessionCtx<'_, '_> {
             return;
         };
         bevy_log::info!(account = %account.name, "logged out");
+        self.schedule(entity);
         self.forget_session(entity, account, &token);
     }
 
@@ -256,6 +306,7 @@ impl SessionCtx<'_, '_> {
         if let Some(mut session) = self.session_mut(entity) {
             session.state = SessionState::Closed;
         }
+        self.schedule(entity);
         self.rpc.disconnect(entity, reason);
     }
 
@@ -265,7 +316,9 @@ impl SessionCtx<'_, '_> {
     /// closes while it waits, A is still closed").
     pub(crate) fn connection_closed(&mut self, entity: Entity) {
         let Some(mut session) = self.session_mut(entity) else { return };
-        match std::mem::replace(&mut session.state, SessionState::Closed) {
+        let old = std::mem::replace(&mut session.state, SessionState::Closed);
+        self.schedule(entity);
+        match old {
             SessionState::LoggedIn { account, token } | SessionState::Kicking { account, token, .. } => {
                 self.forget_session(entity, account, &token);
             }

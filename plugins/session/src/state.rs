@@ -24,6 +24,9 @@ pub struct Session {
     pub(crate) idle_base: Duration,
     /// `userdata_save` requests of this session waiting on the store.
     pub(crate) saves_in_flight: u32,
+    /// This session's entry in the `DeadlineQueue`: no deadline of the
+    /// session falls before it.
+    pub(crate) next_check: Option<Duration>,
 }
 
 /// The life-cycle states of PROTOCOL.md §6.
@@ -70,7 +73,12 @@ pub enum SessionState {
 
 impl Session {
     pub(crate) fn new(login_deadline: Duration, now: Duration) -> Self {
-        Self { state: SessionState::AwaitingLogin { deadline: login_deadline }, idle_base: now, saves_in_flight: 0 }
+        Self {
+            state: SessionState::AwaitingLogin { deadline: login_deadline },
+            idle_base: now,
+            saves_in_flight: 0,
+            next_check: None,
+        }
     }
 
     /// The current state.

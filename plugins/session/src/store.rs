@@ -150,18 +150,16 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
         }
         (PendingOp::Save { mirror }, result) => {
             // Whether this save ends a kick: it must be one sent after `kicked`.
+            ctx.save_finished(entity);
             let kicking = match ctx.sessions.get_mut(entity) {
-                Ok((_, mut session, _)) => {
-                    session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
-                    match &mut session.state {
-                        SessionState::Kicking { saves_before_kick, .. } if *saves_before_kick > 0 => {
-                            *saves_before_kick -= 1;
-                            false
-                        }
-                        SessionState::Kicking { .. } => true,
-                        _ => false,
+                Ok((_, mut session, _)) => match &mut session.state {
+                    SessionState::Kicking { saves_before_kick, .. } if *saves_before_kick > 0 => {
+                        *saves_before_kick -= 1;
+                        false
                     }
-                }
+                    SessionState::Kicking { .. } => true,
+                    _ => false,
+                },
                 Err(_) => false,
             };
             match result {
@@ -205,9 +203,7 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
             internal("user data could not be loaded at login");
         }
         (PendingOp::ServerWrite { data }, result) => {
-            if let Ok((_, mut session, _)) = ctx.sessions.get_mut(entity) {
-                session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
-            }
+            ctx.save_finished(entity);
             match result {
                 Ok(StoreOk::Saved(saved)) => {
                     let saved_at = format_saved_at(saved.saved_at_ms);

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde_json::json;
 
 use super::child::ChildServer;
@@ -22,7 +22,8 @@ use crate::client::{Client, ClientError};
 use portcullis_store::StoreConfig;
 
 /// The time of one argon2id hash (32-byte output, one lane) at `memory_kib`
-/// and `iterations`: the shortest of `runs` hashes after one warm-up (other
+/// and `iterations`, in a work area allocated once (the hash alone, as the
+/// server's hasher threads run it): the shortest of `runs` hashes after one warm-up (other
 /// processes can only make a hash slower, so the shortest is its own cost).
 ///
 /// # Errors
@@ -30,14 +31,15 @@ use portcullis_store::StoreConfig;
 pub fn hash_time(memory_kib: u32, iterations: u32, runs: usize) -> Result<Duration, BenchError> {
     let params = Params::new(memory_kib, iterations, 1, Some(32))
         .map_err(|e| BenchError::Other(format!("argon2 parameters: {e}")))?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let salt = *b"portcullis-bench";
     let mut out = [0u8; 32];
+    let mut blocks = vec![Block::default(); params.block_count()];
     let mut times = Vec::with_capacity(runs);
     for i in 0..=runs {
         let t0 = Instant::now();
         argon2
-            .hash_password_into(b"bench-password", &salt, &mut out)
+            .hash_password_into_with_memory(b"bench-password", &salt, &mut out, &mut blocks)
             .map_err(|e| BenchError::Other(format!("argon2: {e}")))?;
         if i > 0 {
             times.push(t0.elapsed());
@@ -60,7 +62,7 @@ pub fn parallel_hash_rate(
 ) -> Result<f64, BenchError> {
     let params = Params::new(memory_kib, iterations, 1, Some(32))
         .map_err(|e| BenchError::Other(format!("argon2 parameters: {e}")))?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let start = Instant::now();
     let end = start + duration;
     let counts: Vec<Result<u64, BenchError>> = std::thread::scope(|scope| {
@@ -68,10 +70,16 @@ pub fn parallel_hash_rate(
             .map(|_| {
                 scope.spawn(|| {
                     let mut out = [0u8; 32];
+                    let mut blocks = vec![Block::default(); params.block_count()];
                     let mut done = 0;
                     while Instant::now() < end {
                         argon2
-                            .hash_password_into(b"bench-password", b"portcullis-bench", &mut out)
+                            .hash_password_into_with_memory(
+                                b"bench-password",
+                                b"portcullis-bench",
+                                &mut out,
+                                &mut blocks,
+                            )
                             .map_err(|e| BenchError::Other(format!("argon2: {e}")))?;
                         done += 1;
                     }

@@ -11,9 +11,25 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use tracing::{debug, warn};
 
-use crate::password::PasswordHasher;
+use crate::password::{PasswordHasher, WorkArea};
 use crate::store::Notify;
 use crate::{Account, StoreFailure, StoreOk, StoreReply};
+
+/// Nice value of the hasher threads. During a login storm every core runs a
+/// hash; at the default priority a frame preempted by one waits a whole time
+/// slice (4–8 ms, BENCHMARKS.md), so the hashers yield to the ECS and
+/// network threads instead. Logins/s is unchanged: hashing still gets every
+/// cycle the other threads leave.
+const HASHER_NICE: i32 = 19;
+
+/// Lowers the calling thread's priority to [`HASHER_NICE`] (Linux: nice is
+/// per thread). Best effort: a failure only costs frame-time jitter.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHER_NICE) {
+        debug!(error = %e, "could not lower the hasher thread's priority");
+    }
+}
 
 /// Password work for a hasher thread.
 pub(crate) enum HashJob {
@@ -123,10 +139,12 @@ pub(crate) struct Hashers {
 /// A hasher thread: runs jobs until the SQLite thread drops its sender and
 /// the queue is empty.
 pub(crate) fn run(shared: &Arc<Hashers>, jobs: &Receiver<HashJob>) {
+    lower_priority();
+    let mut area = WorkArea::default();
     while let Ok(job) = jobs.recv() {
         match job {
             HashJob::Verify { tag, found, password } => {
-                let result = shared.verify_login(found, &password);
+                let result = shared.verify_login(found, &password, &mut area);
                 // Fails only when the Store is gone, and then nobody listens.
                 let _ = shared.replies.send(StoreReply { tag, result });
                 if let Some(notify) = &shared.notify {
@@ -134,7 +152,7 @@ pub(crate) fn run(shared: &Arc<Hashers>, jobs: &Receiver<HashJob>) {
                 }
             }
             HashJob::Register { tag, account, password } => {
-                let hashed = match shared.hasher.hash(&password) {
+                let hashed = match shared.hasher.hash_in(&password, &mut area) {
                     Ok(password_hash) => Hashed::Register { tag, account, password_hash },
                     Err(e) => {
                         warn!(error = %e, "hashing a new password failed");
@@ -144,7 +162,8 @@ pub(crate) fn run(shared: &Arc<Hashers>, jobs: &Receiver<HashJob>) {
                 shared.hand_back(hashed);
             }
             HashJob::ChangePassword { tag, account_id, current_hash, old_password, new_password } => {
-                let hashed = shared.change_password(tag, account_id, current_hash, old_password, new_password);
+                let hashed =
+                    shared.change_password(tag, account_id, current_hash, old_password, new_password, &mut area);
                 shared.hand_back(hashed);
             }
         }
@@ -153,12 +172,17 @@ pub(crate) fn run(shared: &Arc<Hashers>, jobs: &Receiver<HashJob>) {
 
 impl Hashers {
     /// Checks a login; an unknown account costs the same as a wrong password.
-    fn verify_login(&self, found: Option<(Account, String)>, password: &str) -> Result<StoreOk, StoreFailure> {
+    fn verify_login(
+        &self,
+        found: Option<(Account, String)>,
+        password: &str,
+        area: &mut WorkArea,
+    ) -> Result<StoreOk, StoreFailure> {
         let Some((account, phc)) = found else {
-            self.verify_dummy(password);
+            self.verify_dummy(password, area);
             return Err(StoreFailure::InvalidCredentials);
         };
-        match PasswordHasher::verify(&phc, password) {
+        match PasswordHasher::verify_in(&phc, password, area) {
             Ok(true) => Ok(StoreOk::Account(account)),
             Ok(false) => Err(StoreFailure::InvalidCredentials),
             Err(e) => {
@@ -169,8 +193,8 @@ impl Hashers {
     }
 
     /// Spends the time of one verification and forgets the result.
-    fn verify_dummy(&self, password: &str) {
-        let _ = std::hint::black_box(PasswordHasher::verify(&self.dummy_hash, password));
+    fn verify_dummy(&self, password: &str, area: &mut WorkArea) {
+        let _ = std::hint::black_box(PasswordHasher::verify_in(&self.dummy_hash, password, area));
     }
 
     /// Checks the old password and hashes the new one.
@@ -181,13 +205,14 @@ impl Hashers {
         current_hash: Option<String>,
         old_password: String,
         new_password: String,
+        area: &mut WorkArea,
     ) -> Hashed {
         let failed = |failure| Hashed::Failed { tag, failure };
         let Some(expected_hash) = current_hash else {
-            self.verify_dummy(&old_password);
+            self.verify_dummy(&old_password, area);
             return failed(StoreFailure::InvalidCredentials);
         };
-        match PasswordHasher::verify(&expected_hash, &old_password) {
+        match PasswordHasher::verify_in(&expected_hash, &old_password, area) {
             Ok(true) => {}
             Ok(false) => return failed(StoreFailure::InvalidCredentials),
             Err(e) => {
@@ -195,7 +220,7 @@ impl Hashers {
                 return failed(StoreFailure::Internal(format!("stored password hash: {e}")));
             }
         }
-        match self.hasher.hash(&new_password) {
+        match self.hasher.hash_in(&new_password, area) {
             Ok(new_hash) => {
                 Hashed::ChangePassword { tag, account_id, expected_hash, new_hash, old_password, new_password }
             }

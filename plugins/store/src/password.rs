@@ -1,7 +1,7 @@
 //! Passwords: the registration rules and argon2id hashing.
 
-use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::TryRngCore as _;
 use rand::rngs::OsRng;
 
@@ -54,38 +54,97 @@ pub fn validate_new_password(password: &str) -> Result<(), AccountRuleError> {
     if PASSWORD_CHARS.contains(&chars) { Ok(()) } else { Err(AccountRuleError::PasswordLength) }
 }
 
+/// An argon2 work area (`m` KiB of blocks) kept from one hash to the next.
+///
+/// argon2's own `hash_password`/`verify_password` allocate and zero `m` KiB
+/// per call, which the kernel maps and faults in page by page: about 10 % of
+/// a hasher thread's time in a login storm at the default 19 MiB
+/// (BENCHMARKS.md). Each hasher thread keeps one area; it grows to the
+/// largest cost it has seen. argon2 writes every block before reading it,
+/// so reuse needs no clearing.
+#[derive(Default)]
+pub(crate) struct WorkArea {
+    blocks: Vec<Block>,
+}
+
+impl WorkArea {
+    /// The first `params.block_count()` blocks, grown if needed.
+    fn blocks(&mut self, params: &Params) -> &mut [Block] {
+        let needed = params.block_count();
+        if self.blocks.len() < needed {
+            self.blocks.resize(needed, Block::default());
+        }
+        &mut self.blocks[..needed]
+    }
+}
+
 /// Makes and checks argon2id PHC strings.
 #[derive(Clone)]
 pub(crate) struct PasswordHasher {
     /// argon2id with the configured cost, for new hashes.
     argon2: Argon2<'static>,
+    /// The configured cost, written into every new PHC string.
+    params: Params,
 }
 
 impl PasswordHasher {
     /// A hasher that makes new hashes with `params`.
     pub(crate) fn new(params: Params) -> Self {
-        Self { argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params) }
+        Self { argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone()), params }
     }
 
     /// Hashes `password` with a fresh salt from the operating system's
-    /// random source; returns the PHC string.
+    /// random source; returns the PHC string
+    /// (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     pub(crate) fn hash(&self, password: &str) -> Result<String, password_hash::Error> {
+        self.hash_in(password, &mut WorkArea::default())
+    }
+
+    /// [`Self::hash`] in a reused work area.
+    pub(crate) fn hash_in(&self, password: &str, area: &mut WorkArea) -> Result<String, password_hash::Error> {
         let mut salt = [0_u8; SALT_BYTES];
         OsRng.try_fill_bytes(&mut salt).map_err(|_| password_hash::Error::Crypto)?;
-        let salt = password_hash::SaltString::encode_b64(&salt)?;
-        Ok(self.argon2.hash_password(password.as_bytes(), &salt)?.to_string())
+        let output_len = self.params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let blocks = area.blocks(&self.params);
+        let output = Output::init_with(output_len, |out| {
+            Ok(self.argon2.hash_password_into_with_memory(password.as_bytes(), &salt, out, &mut *blocks)?)
+        })?;
+        let salt = SaltString::encode_b64(&salt)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
     /// Checks `password` against a stored PHC string, with the algorithm and
     /// cost written in that string. `Ok(false)` is a wrong password; `Err` is
     /// a PHC string that cannot be used.
     pub(crate) fn verify(phc: &str, password: &str) -> Result<bool, password_hash::Error> {
+        Self::verify_in(phc, password, &mut WorkArea::default())
+    }
+
+    /// [`Self::verify`] in a reused work area. The same steps as argon2's
+    /// `PasswordVerifier`, with its constant-time comparison of [`Output`]s.
+    pub(crate) fn verify_in(phc: &str, password: &str, area: &mut WorkArea) -> Result<bool, password_hash::Error> {
         let parsed = PasswordHash::new(phc)?;
-        match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-            Ok(()) => Ok(true),
-            Err(password_hash::Error::Password) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let algorithm = Algorithm::try_from(parsed.algorithm)?;
+        let version = parsed.version.map(Version::try_from).transpose()?.unwrap_or_default();
+        let params = Params::try_from(&parsed)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Ok(false);
+        };
+        let mut salt_bytes = [0_u8; 64];
+        let salt = salt.decode_b64(&mut salt_bytes)?;
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let blocks = area.blocks(&params);
+        let computed = Output::init_with(expected.len(), |out| {
+            Ok(argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, &mut *blocks)?)
+        })?;
+        Ok(computed == expected)
     }
 }
 
@@ -153,6 +212,37 @@ mod tests {
         let phc = strong.hash("pw").expect("hashing works");
         assert!(phc.contains("m=64,t=2"), "{phc}");
         assert_eq!(PasswordHasher::verify(&phc, "pw"), Ok(true));
+    }
+
+    #[test]
+    fn phc_strings_match_argon2s_own_in_both_directions() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let params = Params::new(64, 2, 1, None).expect("valid cost");
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        // A hash argon2 made (as stored by earlier versions) verifies here ...
+        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("valid salt");
+        let theirs = reference.hash_password(b"pw-theirs", &salt).expect("hashing works").to_string();
+        assert_eq!(PasswordHasher::verify(&theirs, "pw-theirs"), Ok(true));
+        assert_eq!(PasswordHasher::verify(&theirs, "pw-other"), Ok(false));
+        // ... and a hash made here verifies with argon2.
+        let ours = PasswordHasher::new(params).hash("pw-ours").expect("hashing works");
+        let parsed = PasswordHash::new(&ours).expect("valid PHC");
+        assert!(reference.verify_password(b"pw-ours", &parsed).is_ok());
+        assert!(reference.verify_password(b"pw-other", &parsed).is_err());
+    }
+
+    #[test]
+    fn one_work_area_serves_hashes_of_different_costs() {
+        let mut area = WorkArea::default();
+        let small = fast().hash_in("small-pw", &mut area).expect("hashing works");
+        let big = PasswordHasher::new(Params::new(256, 1, 1, None).expect("valid cost"))
+            .hash_in("big-pw", &mut area)
+            .expect("hashing works");
+        // The area is now larger than the small hash needs: still correct.
+        assert_eq!(PasswordHasher::verify_in(&small, "small-pw", &mut area), Ok(true));
+        assert_eq!(PasswordHasher::verify_in(&big, "big-pw", &mut area), Ok(true));
+        assert_eq!(PasswordHasher::verify_in(&small, "big-pw", &mut area), Ok(false));
+        assert_eq!(PasswordHasher::verify_in(&big, "small-pw", &mut area), Ok(false));
     }
 
     #[test]

@@ -27,6 +27,12 @@ fn kick_after_dispatch(world: &mut World) {
     }
 }
 
+/// While set, the store's replies wait (SessionSet::Store is skipped), so a
+/// save stays in flight for as many frames as the test needs, however fast
+/// the store thread answers.
+#[derive(Resource, Default)]
+struct HoldStoreReplies(bool);
+
 fn queue_len(server: &portcullis::session::testing::TestServer) -> usize {
     server.world().resource::<DeadlineQueue>().len()
 }
@@ -42,15 +48,22 @@ fn kick_deadline_that_passed_during_an_earlier_save_ends_once_the_save_is_answer
     let mut server = server_with(kick_after(Duration::ZERO));
     server.app.init_resource::<KickAfterDispatch>();
     server.app.add_systems(bevy_app::Update, kick_after_dispatch.after(RpcSet::Dispatch).before(SessionSet::Store));
+    server.app.init_resource::<HoldStoreReplies>();
+    server.app.configure_sets(bevy_app::Update, SessionSet::Store.run_if(|hold: Res<HoldStoreReplies>| !hold.0));
     let mut a = Peer::connect(&mut server);
     let token = a.login(&mut server, "netease1");
     a.forget();
 
     let entity = server.entity(&a.client).unwrap();
     server.app.world_mut().resource_mut::<KickAfterDispatch>().0 = Some(entity);
+    server.app.world_mut().resource_mut::<HoldStoreReplies>().0 = true;
     let save = a.send("userdata_save", json!({"token": token, "data": {"gold": 7}}));
     server.update();
     assert_eq!(a.state(&server), "kicking", "the kick must land while the save is in flight");
+    // The kick deadline (zero) has passed; the session must wait for the save.
+    server.advance(Duration::from_millis(100));
+    assert_eq!(a.state(&server), "kicking", "closed before the in-flight save was answered");
+    server.app.world_mut().resource_mut::<HoldStoreReplies>().0 = false;
 
     a.wait_closed(&mut server);
     assert_eq!(a.transcript(), vec![kicked("admin", Duration::ZERO), ok(save), disconnected("admin")]);

@@ -21,26 +21,44 @@ use super::{BenchArgs, BenchError};
 use crate::client::{Client, ClientError};
 use portcullis_store::StoreConfig;
 
-/// The time of one argon2id hash (32-byte output, one lane) at `memory_kib`
-/// and `iterations`, in a work area allocated once (the hash alone, as the
-/// server's hasher threads run it): the shortest of `runs` hashes after one warm-up (other
-/// processes can only make a hash slower, so the shortest is its own cost).
+/// One argon2id hash as the bench times it (32-byte output, one lane), in a
+/// work area allocated once: the hash alone, as the server's hasher threads
+/// run it.
+#[derive(Clone)]
+struct BenchHash {
+    argon2: Argon2<'static>,
+    blocks: Vec<Block>,
+}
+
+impl BenchHash {
+    fn new(memory_kib: u32, iterations: u32) -> Result<Self, BenchError> {
+        let params = Params::new(memory_kib, iterations, 1, Some(32))
+            .map_err(|e| BenchError::Other(format!("argon2 parameters: {e}")))?;
+        let blocks = vec![Block::default(); params.block_count()];
+        Ok(Self { argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params), blocks })
+    }
+
+    fn run(&mut self) -> Result<(), BenchError> {
+        let mut out = [0u8; 32];
+        self.argon2
+            .hash_password_into_with_memory(b"bench-password", b"portcullis-bench", &mut out, &mut self.blocks)
+            .map_err(|e| BenchError::Other(format!("argon2: {e}")))
+    }
+}
+
+/// The time of one argon2id hash at `memory_kib` and `iterations` (as
+/// [`BenchHash`] runs it): the shortest of `runs` hashes after one warm-up
+/// (other processes can only make a hash slower, so the shortest is its own
+/// cost).
 ///
 /// # Errors
 /// [`BenchError::Other`] when argon2 refuses the parameters.
 pub fn hash_time(memory_kib: u32, iterations: u32, runs: usize) -> Result<Duration, BenchError> {
-    let params = Params::new(memory_kib, iterations, 1, Some(32))
-        .map_err(|e| BenchError::Other(format!("argon2 parameters: {e}")))?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    let salt = *b"portcullis-bench";
-    let mut out = [0u8; 32];
-    let mut blocks = vec![Block::default(); params.block_count()];
+    let mut hash = BenchHash::new(memory_kib, iterations)?;
     let mut times = Vec::with_capacity(runs);
     for i in 0..=runs {
         let t0 = Instant::now();
-        argon2
-            .hash_password_into_with_memory(b"bench-password", &salt, &mut out, &mut blocks)
-            .map_err(|e| BenchError::Other(format!("argon2: {e}")))?;
+        hash.run()?;
         if i > 0 {
             times.push(t0.elapsed());
         }
@@ -60,27 +78,17 @@ pub fn parallel_hash_rate(
     threads: usize,
     duration: Duration,
 ) -> Result<f64, BenchError> {
-    let params = Params::new(memory_kib, iterations, 1, Some(32))
-        .map_err(|e| BenchError::Other(format!("argon2 parameters: {e}")))?;
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let hash = BenchHash::new(memory_kib, iterations)?;
     let start = Instant::now();
     let end = start + duration;
     let counts: Vec<Result<u64, BenchError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
-                scope.spawn(|| {
-                    let mut out = [0u8; 32];
-                    let mut blocks = vec![Block::default(); params.block_count()];
+                let mut hash = hash.clone();
+                scope.spawn(move || {
                     let mut done = 0;
                     while Instant::now() < end {
-                        argon2
-                            .hash_password_into_with_memory(
-                                b"bench-password",
-                                b"portcullis-bench",
-                                &mut out,
-                                &mut blocks,
-                            )
-                            .map_err(|e| BenchError::Other(format!("argon2: {e}")))?;
+                        hash.run()?;
                         done += 1;
                     }
                     Ok(done)

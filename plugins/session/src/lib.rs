@@ -182,13 +182,9 @@ fn on_connection_opened(
     if shutdown.is_active() {
         session.state = SessionState::Closed;
         rpc.disconnect(opened.entity, DisconnectReason::ServerShutdown);
-    } else if let Check::At(at) = evaluate(&session, now, config.idle_timeout, now) {
-        session.next_check = Some(at);
-        deadlines.reschedule(opened.entity, None, Some(at));
     } else {
-        // A zero timeout: due at once.
-        session.next_check = Some(now);
-        deadlines.reschedule(opened.entity, None, Some(now));
+        let at = next_check(&session, now, config.idle_timeout, now);
+        deadlines.requeue(opened.entity, &mut session, at);
     }
     commands.entity(opened.entity).try_insert(session);
 }

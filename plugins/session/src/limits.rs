@@ -83,14 +83,19 @@ impl DeadlineQueue {
         self.due.first().map(|(at, _)| *at)
     }
 
-    /// Moves `entity`'s entry from `old` to `new`, both optional.
-    pub(crate) fn reschedule(&mut self, entity: Entity, old: Option<Duration>, new: Option<Duration>) {
-        if let Some(old) = old {
+    /// Moves `entity`'s entry to `at` (`None`: no entry) and records it in
+    /// `session.next_check`, which names the entry to remove next time.
+    pub(crate) fn requeue(&mut self, entity: Entity, session: &mut Session, at: Option<Duration>) {
+        if session.next_check == at {
+            return;
+        }
+        if let Some(old) = session.next_check {
             self.due.remove(&(old, entity));
         }
-        if let Some(new) = new {
-            self.due.insert((new, entity));
+        if let Some(at) = at {
+            self.due.insert((at, entity));
         }
+        session.next_check = at;
     }
 
     fn pop_due(&mut self, now: Duration) -> Option<(Duration, Entity)> {
@@ -145,6 +150,21 @@ pub(crate) fn evaluate(session: &Session, last_activity: Duration, idle_timeout:
     }
 }
 
+/// When `session` must next be checked: `now` if a deadline has passed,
+/// else its earliest deadline; `None` in a state without deadlines.
+pub(crate) fn next_check(
+    session: &Session,
+    last_activity: Duration,
+    idle_timeout: Duration,
+    now: Duration,
+) -> Option<Duration> {
+    match evaluate(session, last_activity, idle_timeout, now) {
+        Check::Due(_) => Some(now),
+        Check::At(at) => Some(at),
+        Check::Never => None,
+    }
+}
+
 /// Fires the deadlines that are due: login timeout, kick-save deadline and
 /// idle timeout (PROTOCOL.md §6). Pops only due entries of the
 /// [`DeadlineQueue`]; a change of `SessionConfig` re-queues every session.
@@ -165,8 +185,7 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
         let due = match evaluate(&session, last_activity, idle_timeout, now) {
             Check::Due(due) => due,
             Check::At(later) => {
-                session.next_check = Some(later);
-                ctx.deadlines.reschedule(entity, None, Some(later));
+                ctx.deadlines.requeue(entity, &mut session, Some(later));
                 continue;
             }
             Check::Never => continue,

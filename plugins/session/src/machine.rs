@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::SessionConfig;
 use crate::events::{Kicked, LoggedIn, LoggedOut};
-use crate::limits::{Check, DeadlineQueue, LoginThrottle, evaluate};
+use crate::limits::{DeadlineQueue, LoginThrottle, next_check};
 use crate::shutdown::ShutdownState;
 use crate::state::{Session, SessionIndex, SessionState};
 use crate::store::{PendingOp, PendingStore, StoreHandle};
@@ -79,31 +79,20 @@ impl SessionCtx<'_, '_> {
     pub(crate) fn schedule(&mut self, entity: Entity) {
         let now = self.now();
         let idle_timeout = self.config.idle_timeout;
-        let Ok((_, session, _)) = self.sessions.get(entity) else { return };
-        let at = match evaluate(session, Duration::ZERO, idle_timeout, now) {
-            Check::Due(_) => Some(now),
-            Check::At(at) => Some(at),
-            Check::Never => None,
-        };
-        let old = session.next_check;
-        if old == at {
-            return;
-        }
-        if let Ok((_, mut session, _)) = self.sessions.get_mut(entity) {
-            session.next_check = at;
-            self.deadlines.reschedule(entity, old, at);
-        }
+        let Ok((_, mut session, _)) = self.sessions.get_mut(entity) else { return };
+        let at = next_check(&session, Duration::ZERO, idle_timeout, now);
+        self.deadlines.requeue(entity, &mut session, at);
     }
 
     /// Re-queues every session (the timeouts changed).
     pub(crate) fn schedule_all(&mut self) {
+        let now = self.now();
+        let idle_timeout = self.config.idle_timeout;
         self.deadlines.clear();
-        let entities: Vec<Entity> = self.sessions.iter().map(|(entity, _, _)| entity).collect();
-        for entity in entities {
-            if let Ok((_, mut session, _)) = self.sessions.get_mut(entity) {
-                session.next_check = None;
-            }
-            self.schedule(entity);
+        for (entity, mut session, _) in &mut self.sessions {
+            session.next_check = None; // its entry went with the clear
+            let at = next_check(&session, Duration::ZERO, idle_timeout, now);
+            self.deadlines.requeue(entity, &mut session, at);
         }
     }
 

@@ -1,4 +1,4 @@
-//! `portcullis account add|list|passwd` (CLI.md): operator access to the
+//! `portcullis account add|list|passwd` (docs/cli.md): operator access to the
 //! database without a running server.
 
 use std::io::{BufRead, Write};

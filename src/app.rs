@@ -18,7 +18,7 @@ use crate::ServerPlugins;
 use crate::metrics::FrameMetricsPlugin;
 use crate::runner::RunnerConfig;
 
-/// Every setting of `portcullis serve` (CLI.md), with its defaults.
+/// Every setting of `portcullis serve` (docs/cli.md), with its defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// TCP listener address; port 0 picks a free port.
@@ -148,7 +148,7 @@ impl Signals {
 
 /// Graceful shutdown on SIGINT/SIGTERM for any app built on
 /// [`ServerPlugins`]: the first signal starts the save-first shutdown of
-/// PROTOCOL.md §6 (the app exits 0 when it is done), a second one exits at
+/// docs/protocol.md §6 (the app exits 0 when it is done), a second one exits at
 /// once. Inserts [`Signals`]; `install_process_handler: true` routes the
 /// process's signals to it (do that once per process).
 ///

@@ -1,4 +1,4 @@
-//! The command line (CLI.md): clap derive, every `serve` flag also read from
+//! The command line (docs/cli.md): clap derive, every `serve` flag also read from
 //! `PORTCULLIS_<FLAG>`, durations in humantime syntax.
 
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
-    /// Run the reference client's 13-step check (CLI.md).
+    /// Run the reference client's 13-step check (docs/cli.md).
     Scenario(ScenarioArgs),
     /// Manage accounts in the database without a running server.
     Account(AccountArgs),
@@ -48,7 +48,7 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Flags of `portcullis serve` (CLI.md table).
+/// Flags of `portcullis serve` (docs/cli.md table).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// TCP listener (NDJSON JSON-RPC). Port 0 picks a free port.
@@ -81,13 +81,13 @@ pub struct ServeArgs {
     /// More connections are answered `server_full` and closed.
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Largest accepted frame in bytes (PROTOCOL.md §1).
+    /// Largest accepted frame in bytes (docs/protocol.md §1).
     #[arg(long, env = "PORTCULLIS_MAX_FRAME_BYTES", default_value_t = 131_072, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_frame_bytes: u64,
-    /// Largest `data` of `userdata_save` in bytes (PROTOCOL.md §4).
+    /// Largest `data` of `userdata_save` in bytes (docs/protocol.md §4).
     #[arg(long, env = "PORTCULLIS_MAX_USERDATA_BYTES", default_value_t = 65_536)]
     pub max_userdata_bytes: usize,
-    /// Protocol errors before a close (PROTOCOL.md §1).
+    /// Protocol errors before a close (docs/protocol.md §1).
     #[arg(long, env = "PORTCULLIS_MAX_PROTOCOL_ERRORS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_protocol_errors: u32,
     /// Messages queued for one connection before it is closed as too slow.

@@ -1,4 +1,4 @@
-//! The reference client: speaks PROTOCOL.md over TCP on tokio, and follows
+//! The reference client: speaks docs/protocol.md over TCP on tokio, and follows
 //! its §7 client rules.
 //!
 //! ```text
@@ -11,7 +11,7 @@
 //!                           outcome of the automatic save on `kicked`
 //! ```
 //!
-//! - Framing: one JSON message per `\n`-terminated line (PROTOCOL.md §1).
+//! - Framing: one JSON message per `\n`-terminated line (docs/protocol.md §1).
 //! - Several calls may be in flight on one connection; responses are matched
 //!   by `id` in whatever order they come (§2). [`Client`] is `Clone`: clones
 //!   share the connection.
@@ -67,7 +67,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use connection::{CloseCause, Connection, SaveSource, parse};
 
-/// A connection to a Portcullis server (PROTOCOL.md), with typed calls for
+/// A connection to a Portcullis server (docs/protocol.md), with typed calls for
 /// every method of §4.
 ///
 /// Cheap to clone; clones share one connection, and every method takes
@@ -142,7 +142,7 @@ impl Client {
     /// issued for `account` (compared case-insensitively), and with `account`
     /// and `password` otherwise or when the server refuses the token with
     /// `TOKEN_INVALID` (1003; the refused token is then dropped). Holds the
-    /// returned token (PROTOCOL.md §4 `login`).
+    /// returned token (docs/protocol.md §4 `login`).
     ///
     /// # Errors
     /// The password login's errors: [`ClientError::Rpc`] with
@@ -162,7 +162,7 @@ impl Client {
         self.login_with_password(account, password).await
     }
 
-    /// Sends `login {"account":account,"password":password}` (PROTOCOL.md §4)
+    /// Sends `login {"account":account,"password":password}` (docs/protocol.md §4)
     /// and holds the returned token.
     ///
     /// # Errors
@@ -172,7 +172,7 @@ impl Client {
         self.login_call(json!({"account": account, "password": password})).await
     }
 
-    /// Sends `login {"token":token}` (PROTOCOL.md §4), with any token (a test
+    /// Sends `login {"token":token}` (docs/protocol.md §4), with any token (a test
     /// may pass a dead one on purpose), and holds the returned token.
     ///
     /// # Errors
@@ -190,7 +190,7 @@ impl Client {
 
     /// Sends `logout {"token":T}` with the held token (no `token` member when
     /// none is held) and drops the token once the server answers `{}`
-    /// (PROTOCOL.md §4, §6).
+    /// (docs/protocol.md §4, §6).
     ///
     /// # Errors
     /// [`ClientError::Rpc`] with `NOT_LOGGED_IN` (1001) or `TOKEN_INVALID`
@@ -205,7 +205,7 @@ impl Client {
     }
 
     /// Sends `userdata_save {"token":T,"data":data}` with the held token
-    /// (PROTOCOL.md §4). `data` should be a JSON object of at most
+    /// (docs/protocol.md §4). `data` should be a JSON object of at most
     /// `max_userdata_bytes` (default 65,536) compact bytes; it is sent as given,
     /// so the server's `-32602` can be observed.
     ///
@@ -221,7 +221,7 @@ impl Client {
     }
 
     /// Sends `userdata_load {"token":T}` with the held token and returns the
-    /// newest saved version (PROTOCOL.md §4).
+    /// newest saved version (docs/protocol.md §4).
     ///
     /// # Errors
     /// [`ClientError::Rpc`] with `NOT_LOGGED_IN` (1001), `TOKEN_INVALID`
@@ -232,7 +232,7 @@ impl Client {
     }
 
     /// Sends `register {"account":account,"password":password}` and returns
-    /// the registered account name (PROTOCOL.md §4). Does not log in.
+    /// the registered account name (docs/protocol.md §4). Does not log in.
     ///
     /// # Errors
     /// [`ClientError::Rpc`] with `ALREADY_LOGGED_IN` (1005), `INVALID_ACCOUNT`
@@ -246,7 +246,7 @@ impl Client {
     }
 
     /// Sends `change_password {"token":T,"old_password":old,"new_password":new}`
-    /// with the held token (PROTOCOL.md §4). The session and token stay.
+    /// with the held token (docs/protocol.md §4). The session and token stay.
     ///
     /// # Errors
     /// [`ClientError::Rpc`] with `NOT_LOGGED_IN` (1001), `TOKEN_INVALID`
@@ -261,7 +261,7 @@ impl Client {
     }
 
     /// Sends `ping {}` and returns the server's `server_time_ms` (Unix time in
-    /// milliseconds, PROTOCOL.md §4). Also the keep-alive of §6.
+    /// milliseconds, docs/protocol.md §4). Also the keep-alive of §6.
     ///
     /// # Errors
     /// Connection errors as for every call; [`ClientError::Protocol`] when the
@@ -276,7 +276,7 @@ impl Client {
 
     /// Sends `disconnect {}`, waits for its `{}`, then waits (at most
     /// [`ClientConfig::rpc_timeout`]) for the server to close the connection
-    /// (PROTOCOL.md §4). Returns the `reason` of the server's `disconnected`
+    /// (docs/protocol.md §4). Returns the `reason` of the server's `disconnected`
     /// notification (`"client_request"` from a conforming server). Never
     /// reconnects.
     ///
@@ -295,7 +295,7 @@ impl Client {
     }
 
     /// Sends a request `{"jsonrpc":"2.0","id":N,"method":method,"params":params}`
-    /// and returns its `result` (PROTOCOL.md §2). For game methods and odd
+    /// and returns its `result` (docs/protocol.md §2). For game methods and odd
     /// cases: `params` is sent as given (any JSON value) and no token is added.
     ///
     /// # Errors
@@ -309,7 +309,7 @@ impl Client {
     }
 
     /// Sends a notification `{"jsonrpc":"2.0","method":method,"params":params}`
-    /// (no `id`; the server never answers it, PROTOCOL.md §2).
+    /// (no `id`; the server never answers it, docs/protocol.md §2).
     ///
     /// # Errors
     /// [`ClientError::Closed`] when the connection is closed. Returns once the
@@ -320,7 +320,7 @@ impl Client {
     }
 
     /// Sends `line` followed by `\n`, as is (for tests of malformed input,
-    /// PROTOCOL.md §1). A `\n` inside makes several frames. The server's answer,
+    /// docs/protocol.md §1). A `\n` inside makes several frames. The server's answer,
     /// if any, arrives as [`ClientEvent::Unmatched`] unless its `id` is one of
     /// this client's pending calls.
     ///
@@ -333,12 +333,12 @@ impl Client {
 
     /// The token this client holds: set by a successful login, dropped by a
     /// successful [`Client::logout`], by a `TOKEN_INVALID` refusal in
-    /// [`Client::login`], and when the connection closes (PROTOCOL.md §7).
+    /// [`Client::login`], and when the connection closes (docs/protocol.md §7).
     pub fn token(&self) -> Option<String> {
         self.connection().token()
     }
 
-    /// Sets the data the client saves by itself when `kicked` (PROTOCOL.md
+    /// Sets the data the client saves by itself when `kicked` (docs/protocol.md
     /// §6–§7), replacing any earlier data or provider. Should be a JSON object.
     pub fn set_save_data(&self, data: Value) {
         self.connection().set_save(SaveSource::Data(data));
@@ -357,7 +357,7 @@ impl Client {
     }
 
     /// Takes the stream of [`ClientEvent`]s: every server notification
-    /// (PROTOCOL.md §5), the outcome of the automatic save on `kicked`, and
+    /// (docs/protocol.md §5), the outcome of the automatic save on `kicked`, and
     /// responses that match no call. Events are buffered from the connect on,
     /// so none is missed; the stream ends after the connection closes.
     /// `None` when already taken. Dropping the receiver discards later events
@@ -366,7 +366,7 @@ impl Client {
         self.connection().take_events()
     }
 
-    /// The `reason` of the server's `disconnected` notification (PROTOCOL.md
+    /// The `reason` of the server's `disconnected` notification (docs/protocol.md
     /// §5), once one has arrived, e.g. `"server_full"`.
     pub fn disconnect_reason(&self) -> Option<String> {
         self.connection().disconnect_reason()
@@ -391,7 +391,7 @@ impl Client {
     }
 }
 
-/// The params of an **auth** method (PROTOCOL.md §4): `extra` plus `"token"`
+/// The params of an **auth** method (docs/protocol.md §4): `extra` plus `"token"`
 /// when there is one (without, the server answers `NOT_LOGGED_IN`).
 fn auth_params(token: Option<&str>, mut extra: Map<String, Value>) -> Value {
     if let Some(token) = token {

@@ -1,7 +1,7 @@
 //! Portcullis: a headless game server built as Bevy ECS plugins.
 //!
 //! Clients speak JSON-RPC 2.0 over TCP, one message per line
-//! (PROTOCOL.md). Each connection is an entity; login, tokens, deadlines and
+//! (docs/protocol.md). Each connection is an entity; login, tokens, deadlines and
 //! the single-session kick/save state machine are systems. Add
 //! [`ServerPlugins`] to a Bevy app (with `bevy_time::TimePlugin`) to embed
 //! the server in a game, register game methods with

@@ -1,4 +1,4 @@
-//! The `portcullis` binary: parses the command line (CLI.md) and runs a subcommand.
+//! The `portcullis` binary: parses the command line (docs/cli.md) and runs a subcommand.
 #![forbid(unsafe_code)]
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! The event-driven runner (DESIGN.md, "Frames and ticks").
+//! The event-driven runner (docs/architecture.md, "Frames and ticks").
 //!
 //! A frame runs when input arrives (the network or store threads wake the
 //! [`FrameWaker`]) or when the next fixed tick is due, whichever is first,

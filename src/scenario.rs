@@ -1,7 +1,7 @@
-//! `portcullis scenario` (CLI.md): the reference client ([`crate::client`])
+//! `portcullis scenario` (docs/cli.md): the reference client ([`crate::client`])
 //! walks through the 13 steps of the mission on one account and prints one
 //! line per step; `--takeover` plays the duplicate-login story of
-//! PROTOCOL.md §6 with two clients instead.
+//! docs/protocol.md §6 with two clients instead.
 //!
 //! ```text
 //!  run_cli ─> run ─┬─ target: in-process server (temporary database) or --connect ADDR
@@ -38,7 +38,7 @@ use report::Report;
 
 /// The scenario account's name starts with this; [`ACCOUNT_RANDOM_CHARS`]
 /// random letters and digits follow (the `register` rule is 6 to 16 ASCII
-/// letters or digits, PROTOCOL.md §4).
+/// letters or digits, docs/protocol.md §4).
 pub const ACCOUNT_PREFIX: &str = "sc";
 /// How many random letters and digits follow [`ACCOUNT_PREFIX`].
 pub const ACCOUNT_RANDOM_CHARS: usize = 10;
@@ -54,7 +54,7 @@ pub const SAVED_OBJECT: &str = r#"{"name":"wydx","bullet":20,"exp":23}"#;
 pub const TAKEOVER_FINAL_OBJECT: &str = r#"{"name":"wydx","bullet":7,"exp":58}"#;
 /// How many fresh names `register` may try when a name is taken.
 pub const REGISTER_ATTEMPTS: usize = 5;
-/// The client's RPC timeout (PROTOCOL.md §7). Above the server's default kick
+/// The client's RPC timeout (docs/protocol.md §7). Above the server's default kick
 /// save deadline (5 s): B's takeover login is answered only after A's kick.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest the takeover may take from B's login to A's close and B's answer.
@@ -270,7 +270,7 @@ impl Conn {
         Ok(Self { client, events })
     }
 
-    /// The params the client sends for an **auth** method (PROTOCOL.md §4):
+    /// The params the client sends for an **auth** method (docs/protocol.md §4):
     /// `extra` plus the held token, if any. For the record only.
     fn auth_params(&self, extra: Value) -> Value {
         let mut params = match extra {
@@ -302,17 +302,17 @@ fn describe_event(event: &ClientEvent) -> String {
     }
 }
 
-/// A `login` result as its JSON (PROTOCOL.md §4).
+/// A `login` result as its JSON (docs/protocol.md §4).
 fn login_json(result: &LoginResult) -> Value {
     json!({"account": result.account, "token": result.token})
 }
 
-/// A `userdata_save` result as its JSON (PROTOCOL.md §4).
+/// A `userdata_save` result as its JSON (docs/protocol.md §4).
 fn save_json(result: &SaveResult) -> Value {
     json!({"version": result.version, "saved_at": result.saved_at})
 }
 
-/// A `userdata_load` result as its JSON (PROTOCOL.md §4).
+/// A `userdata_load` result as its JSON (docs/protocol.md §4).
 fn load_json(result: &LoadResult) -> Value {
     json!({"data": result.data, "version": result.version, "saved_at": result.saved_at})
 }
@@ -325,7 +325,7 @@ fn short_token(token: &str) -> String {
     }
 }
 
-/// Whether `token` looks like a token of PROTOCOL.md §4: 64 lowercase hex characters.
+/// Whether `token` looks like a token of docs/protocol.md §4: 64 lowercase hex characters.
 fn is_token(token: &str) -> bool {
     token.len() == 64 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

@@ -1,6 +1,6 @@
 //! The reference client (`portcullis::client`) against small fake servers:
 //! framing, id matching, the RPC timeout, token fallback, kick auto-save and
-//! close handling of PROTOCOL.md §2, §5–§7.
+//! close handling of docs/protocol.md §2, §5–§7.
 //!
 //! Every wait is bounded by [`WAIT`], so a hang fails the test instead of
 //! stalling it; nothing sleeps to let things happen.
@@ -21,7 +21,7 @@ use tokio::time::timeout;
 /// The longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(5);
 
-/// A 64-hex-character token, as the server issues them (PROTOCOL.md §4).
+/// A 64-hex-character token, as the server issues them (docs/protocol.md §4).
 fn token(fill: char) -> String {
     std::iter::repeat_n(fill, 64).collect()
 }
@@ -179,7 +179,7 @@ async fn responses_are_matched_by_id_in_any_order() {
 }
 
 /// If this fails, a client talking to a hung server waits forever instead of
-/// giving up after `rpc_timeout` (PROTOCOL.md §7).
+/// giving up after `rpc_timeout` (docs/protocol.md §7).
 #[tokio::test]
 async fn rpc_timeout_closes_the_connection_and_fails_every_pending_call() {
     let server = FakeServer::bind().await;
@@ -206,7 +206,7 @@ async fn rpc_timeout_closes_the_connection_and_fails_every_pending_call() {
 }
 
 /// If this fails, a client whose token was refused cannot log in again, or
-/// logs in without trying its token first (PROTOCOL.md §7).
+/// logs in without trying its token first (docs/protocol.md §7).
 #[tokio::test]
 async fn login_falls_back_to_the_password_when_the_token_is_refused() {
     let server = FakeServer::bind().await;
@@ -242,7 +242,7 @@ async fn login_falls_back_to_the_password_when_the_token_is_refused() {
 }
 
 /// If this fails, a client closed by the server (here: `server_full`) hides
-/// why, keeps a dead token, or silently reconnects (PROTOCOL.md §5, §7).
+/// why, keeps a dead token, or silently reconnects (docs/protocol.md §5, §7).
 #[tokio::test]
 async fn server_close_is_final_with_its_reason() {
     let server = FakeServer::bind().await;
@@ -276,7 +276,7 @@ async fn server_close_is_final_with_its_reason() {
 }
 
 /// If this fails, a player kicked by a login elsewhere loses the progress
-/// made since the last save (PROTOCOL.md §6 step 4).
+/// made since the last save (docs/protocol.md §6 step 4).
 #[tokio::test]
 async fn kicked_client_saves_its_data_at_once() {
     let server = FakeServer::bind().await;
@@ -351,7 +351,7 @@ async fn kick_save_uses_the_provider_or_sends_nothing() {
 }
 
 /// If this fails, applications cannot tell server errors apart by code
-/// (PROTOCOL.md §3), or auth methods send a token the client does not hold.
+/// (docs/protocol.md §3), or auth methods send a token the client does not hold.
 #[tokio::test]
 async fn server_errors_keep_their_code() {
     let server = FakeServer::bind().await;
@@ -396,7 +396,7 @@ async fn server_errors_keep_their_code() {
 }
 
 /// If this fails, logging out leaves a dead token in the client or the
-/// server cannot tell whose session is meant (PROTOCOL.md §4 `logout`).
+/// server cannot tell whose session is meant (docs/protocol.md §4 `logout`).
 #[tokio::test]
 async fn logout_sends_the_held_token_and_forgets_it() {
     let server = FakeServer::bind().await;
@@ -415,7 +415,7 @@ async fn logout_sends_the_held_token_and_forgets_it() {
 }
 
 /// If this fails, a test cannot observe the server's answer to malformed
-/// input (PROTOCOL.md §1), because the client drops or chokes on it.
+/// input (docs/protocol.md §1), because the client drops or chokes on it.
 #[tokio::test]
 async fn answers_to_raw_lines_arrive_as_unmatched_events() {
     let server = FakeServer::bind().await;
@@ -454,7 +454,7 @@ async fn garbage_from_the_server_closes_with_a_protocol_error() {
 }
 
 /// If this fails, `disconnect` returns before the server has closed, or
-/// hides the server's reason (PROTOCOL.md §4 `disconnect`).
+/// hides the server's reason (docs/protocol.md §4 `disconnect`).
 #[tokio::test]
 async fn disconnect_waits_for_the_server_to_close() {
     let server = FakeServer::bind().await;

@@ -1,7 +1,7 @@
 //! End-to-end tests of issue 6 (hardening) against the real `portcullis`
 //! binary over real TCP sockets: hostile clients — floods, garbage, huge and
 //! unfinished frames, clients that never read, password guessing — each get
-//! the answer PROTOCOL.md documents (§1 frames, §6 rate limit, login
+//! the answer docs/protocol.md documents (§1 frames, §6 rate limit, login
 //! throttling), and the server keeps serving everyone else meanwhile.
 //!
 //! Every test starts its own server process on a fresh temporary database;
@@ -27,11 +27,11 @@ static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const FRAME_TOO_LARGE: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"frame too large"}}"#;
 
-/// `RATE_LIMITED` (PROTOCOL.md §3).
+/// `RATE_LIMITED` (docs/protocol.md §3).
 const RATE_LIMITED: i64 = 1007;
-/// `INVALID_CREDENTIALS` (PROTOCOL.md §3).
+/// `INVALID_CREDENTIALS` (docs/protocol.md §3).
 const INVALID_CREDENTIALS: i64 = 1002;
-/// `PARSE_ERROR` (PROTOCOL.md §3).
+/// `PARSE_ERROR` (docs/protocol.md §3).
 const PARSE_ERROR: i64 = -32700;
 
 /// "Within a tick or two" of the default 30 Hz tick.
@@ -55,7 +55,7 @@ fn assert_ping_result(message: &Value, id: &Value) {
 }
 
 /// Asserts that `message` is exactly a `-32700` answer with `"id": null`
-/// (PROTOCOL.md §1, §2: `-32700` always carries `null`).
+/// (docs/protocol.md §1, §2: `-32700` always carries `null`).
 fn assert_parse_error(message: &Value) {
     assert_eq!(error_code(message), PARSE_ERROR, "expected -32700: {message}");
     assert!(message.get("id").is_some_and(Value::is_null), "-32700 carries \"id\": null: {message}");
@@ -137,7 +137,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
-// Rate limit (PROTOCOL.md §6, "Rate")
+// Rate limit (docs/protocol.md §6, "Rate")
 // ---------------------------------------------------------------------------
 
 /// If this failed, one client flooding requests would either get them all
@@ -255,7 +255,7 @@ async fn client_pacing_itself_under_the_limit_is_never_refused() {
 }
 
 // ---------------------------------------------------------------------------
-// Garbage frames (PROTOCOL.md §1)
+// Garbage frames (docs/protocol.md §1)
 // ---------------------------------------------------------------------------
 
 /// If this failed, a frame with bytes that are not UTF-8 (a broken client,
@@ -381,7 +381,7 @@ async fn ten_megabytes_without_newline_is_frame_too_large_without_buffering() {
 /// If this failed, a client that pipelines a huge number of requests and
 /// never reads their answers would make the server hold its output without
 /// bound (memory) or block on it, stalling everyone; it must be closed (its
-/// outbound queue overflows: closed at once, PROTOCOL.md §5) while other
+/// outbound queue overflows: closed at once, docs/protocol.md §5) while other
 /// clients are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_never_reads_is_closed_and_others_are_served() {
@@ -443,7 +443,7 @@ async fn client_that_never_reads_is_closed_and_others_are_served() {
     assert!(answers < 100_000, "every request was answered: the client was not cut off");
     // Two bounds may end it, whichever is reached first: its outbound queue
     // (`--outbound-queue`, 256) overflows — closed at once without a goodbye
-    // (PROTOCOL.md §5) — or, when the server falls behind reading its
+    // (docs/protocol.md §5) — or, when the server falls behind reading its
     // requests, more than `max_queued_frames` (1024) of them wait unhandled —
     // the frame over the bound gets RATE_LIMITED, then `rate_limited`.
     if let Some(at) = text.find("\"disconnected\"") {
@@ -465,7 +465,7 @@ async fn client_that_never_reads_is_closed_and_others_are_served() {
 /// If this failed, a client that sends half a request and stalls (a
 /// slowloris) would stop the server serving others, get the half request
 /// executed, or stay connected for ever by trickling more bytes of the
-/// unfinished frame (those are not activity, PROTOCOL.md §1): with
+/// unfinished frame (those are not activity, docs/protocol.md §1): with
 /// `--idle-timeout 500ms` it is closed with `disconnected {idle_timeout}`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_frame_stall_is_never_executed_and_closed_at_the_idle_timeout() {
@@ -519,7 +519,7 @@ async fn half_frame_stall_is_never_executed_and_closed_at_the_idle_timeout() {
 }
 
 // ---------------------------------------------------------------------------
-// Login throttling (PROTOCOL.md §6)
+// Login throttling (docs/protocol.md §6)
 // ---------------------------------------------------------------------------
 
 /// If this failed, an attacker could guess passwords at full speed, or the
@@ -607,7 +607,7 @@ fn spawn_flood(
 }
 
 /// If this failed, a client streaming nothing but empty lines (which are
-/// ignored and cost no rate token, PROTOCOL.md §1) as fast as it can would
+/// ignored and cost no rate token, docs/protocol.md §1) as fast as it can would
 /// freeze the server for everyone or grow its memory with every byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blank_line_flood_neither_stalls_others_nor_grows_memory() {

@@ -1,7 +1,7 @@
 //! End-to-end tests of issue 2 (network and JSON-RPC foundation) against the
-//! real `portcullis` binary over real TCP sockets: framing (PROTOCOL.md §1),
+//! real `portcullis` binary over real TCP sockets: framing (docs/protocol.md §1),
 //! id echo (§2), `max_connections` (§6), slow readers, the event-driven
-//! runner's latency, and SIGTERM (CLI.md).
+//! runner's latency, and SIGTERM (docs/cli.md).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -160,7 +160,7 @@ async fn half_closed_client_still_gets_its_answers() {
 }
 
 /// If this failed, a stray empty line or a garbled message would be answered
-/// wrongly or cost the client its connection (PROTOCOL.md §1).
+/// wrongly or cost the client its connection (docs/protocol.md §1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blank_lines_are_ignored_and_invalid_json_keeps_the_connection() {
     let (_dir, server) = start_fresh(&[]);
@@ -229,7 +229,7 @@ async fn frame_of_exactly_max_bytes_is_served() {
 }
 
 /// If this failed, a `\r\n`-terminated line whose `\r` pushes it over the
-/// limit would be accepted, although PROTOCOL.md §1 counts the `\r`.
+/// limit would be accepted, although docs/protocol.md §1 counts the `\r`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crlf_counts_toward_the_frame_size() {
     let (_dir, server) = start_fresh(&["--max-frame-bytes", "1024"]);
@@ -410,7 +410,7 @@ async fn slow_reader_does_not_delay_another_clients_ping() {
 
 /// If this failed, a client that never reads its answers would stay
 /// connected with its output piling up in the server (memory growth), or be
-/// told `disconnected` although PROTOCOL.md §5 says a slow reader is not.
+/// told `disconnected` although docs/protocol.md §5 says a slow reader is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_reader_is_closed_when_its_queue_fills() {
     let _timing = TIMING.lock().await;
@@ -433,7 +433,7 @@ async fn slow_reader_is_closed_when_its_queue_fills() {
     assert_eq!(end, FloodEnd::Closed, "the server did not close the slow reader while it kept sending");
     assert!(closed.is_some(), "the slow reader was never closed ({answers} answers read, {sent} sent)");
     assert!(answers < sent, "every one of {sent} requests was answered: the slow reader was not cut off");
-    assert!(!text.contains("\"disconnected\""), "a slow reader must not be sent `disconnected` (PROTOCOL.md §5)");
+    assert!(!text.contains("\"disconnected\""), "a slow reader must not be sent `disconnected` (docs/protocol.md §5)");
     // Other clients are still served.
     assert_serves_new_connection(&server).await;
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests of issue 4 (single login, kick/save, timers, graceful
 //! shutdown) against the real `portcullis` binary over real sockets:
-//! PROTOCOL.md §5 and §6.
+//! docs/protocol.md §5 and §6.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -424,7 +424,7 @@ async fn login_after_the_old_client_disconnected_is_immediate() {
 
 /// If this failed, an empty line would not work as a keep-alive, or a client
 /// dribbling bytes of a frame that never ends could stay connected forever
-/// (PROTOCOL.md §1: blank frames count as activity, unfinished ones do not).
+/// (docs/protocol.md §1: blank frames count as activity, unfinished ones do not).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blank_lines_keep_a_session_alive_but_unfinished_frames_do_not() {
     let (_dir, server) = start_fresh(&["--idle-timeout", "400ms", "--kick-save-timeout", "200ms"]);

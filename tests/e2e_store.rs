@@ -1,6 +1,6 @@
 //! End-to-end tests of issue 3 (SQLite accounts and user data) against the
 //! real `portcullis` binary with a temporary database: the save/load history
-//! (PROTOCOL.md §4), durability across a restart and across `kill -9`, demo
+//! (docs/protocol.md §4), durability across a restart and across `kill -9`, demo
 //! accounts, `register`, and tokens never reaching the database.
 #![allow(clippy::unwrap_used)]
 
@@ -141,7 +141,7 @@ async fn no_demo_accounts_rejects_netease1() {
 }
 
 /// If this failed, the demo accounts promised for a new database
-/// (PROTOCOL.md §4) would be missing, and the try-it instructions would fail.
+/// (docs/protocol.md §4) would be missing, and the try-it instructions would fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_database_has_the_demo_accounts() {
     let (_dir, server) = start_fresh(&[]);
@@ -257,7 +257,7 @@ async fn token_dies_with_logout_and_with_its_connection() {
     first.call_ok("ping", json!({})).await;
     drop(first);
     let mut second = server.connect().await;
-    // Scenario steps 8-11 (CLI.md): reconnect, old token refused, password works.
+    // Scenario steps 8-11 (docs/cli.md): reconnect, old token refused, password works.
     assert_eq!(second.call_err("login", json!({"token": token})).await, TOKEN_INVALID, "token of a closed connection");
     assert_eq!(second.call_err("userdata_load", json!({"token": token})).await, NOT_LOGGED_IN);
     let fresh = second.login("netease1", "123").await;

@@ -1,4 +1,4 @@
-//! System-level ECS tests of the kick rules (PROTOCOL.md §6: what a session
+//! System-level ECS tests of the kick rules (docs/protocol.md §6: what a session
 //! being kicked may still do), the kick API for game code (`Kick`), and the
 //! idle timeout, driven frame by frame with a manual clock: no sockets, no
 //! sleeps. Every wait is bounded by the harness.
@@ -30,7 +30,7 @@ fn trigger_kick(server: &mut TestServer, peer: &Peer, reason: DisconnectReason) 
 }
 
 // ---------------------------------------------------------------------------
-// What a kicked session may do (PROTOCOL.md §6)
+// What a kicked session may do (docs/protocol.md §6)
 // ---------------------------------------------------------------------------
 
 /// While kicking, every method other than `userdata_save`, `logout`, `ping`
@@ -206,7 +206,7 @@ fn disconnect_while_kicking_closes_without_a_save() {
 }
 
 // ---------------------------------------------------------------------------
-// Idle timeout (PROTOCOL.md §6, "Timers and limits")
+// Idle timeout (docs/protocol.md §6, "Timers and limits")
 // ---------------------------------------------------------------------------
 
 fn idle_config(idle_timeout: Duration, kick_save_timeout: Duration) -> SessionConfig {
@@ -320,7 +320,7 @@ fn blank_lines_restart_the_idle_timer() {
 
 /// An invalid frame (bad JSON, not a request object) is answered with an
 /// error and also counts as activity. If this fails, the idle timer disagrees
-/// with PROTOCOL.md §6 ("even an empty line or an invalid one").
+/// with docs/protocol.md §6 ("even an empty line or an invalid one").
 #[test]
 fn invalid_frames_restart_the_idle_timer() {
     let (idle, kick) = (Duration::from_secs(20), Duration::from_secs(5));
@@ -372,7 +372,7 @@ fn unfinished_frame_is_not_activity() {
 
 /// `ping` is the keep-alive: a session pinging more often than
 /// `idle_timeout` is never kicked. If this fails, clients following
-/// PROTOCOL.md §6 lose their session while active.
+/// docs/protocol.md §6 lose their session while active.
 #[test]
 fn ping_keeps_a_session_alive() {
     let (idle, kick) = (Duration::from_secs(20), Duration::from_secs(5));

@@ -1,4 +1,4 @@
-//! System-level ECS tests of accounts and sessions (issue 3, PROTOCOL.md §3,
+//! System-level ECS tests of accounts and sessions (issue 3, docs/protocol.md §3,
 //! §4, §6): `login` (password and token), tokens, `logout`, `register`,
 //! `change_password`, the auth rules of **auth** methods, login throttling,
 //! `LOGIN_IN_PROGRESS`, and the login deadline on a manual clock.
@@ -80,7 +80,7 @@ fn assert_login_result(reply: &Value, account: &str) -> String {
     token
 }
 
-/// Whether `s` has the token format of PROTOCOL.md §4.
+/// Whether `s` has the token format of docs/protocol.md §4.
 fn is_token(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

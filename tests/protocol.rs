@@ -1,4 +1,4 @@
-//! System-level ECS tests of the JSON-RPC layer (issue 2, PROTOCOL.md §1–§3):
+//! System-level ECS tests of the JSON-RPC layer (issue 2, docs/protocol.md §1–§3):
 //! framing limits, the envelope, id echo, params, notifications, batches,
 //! blank lines, protocol-error closes, `ping`, `disconnect`, and which error
 //! wins when a request breaks several rules.
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// The exact line of PROTOCOL.md §1 for an oversize frame.
+/// The exact line of docs/protocol.md §1 for an oversize frame.
 const FRAME_TOO_LARGE: &str = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"frame too large"}}"#;
 
 /// `disconnected {"reason": reason}` as a parsed message.

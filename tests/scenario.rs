@@ -1,8 +1,8 @@
 //! End to end: the real `portcullis` binary runs `portcullis scenario`
-//! (CLI.md) against its own in-process server and, with `--connect`, against
+//! (docs/cli.md) against its own in-process server and, with `--connect`, against
 //! a separately started `portcullis serve`; `--takeover` likewise, checking
 //! from the output that what the new client loads is the old client's
-//! automatic save (PROTOCOL.md §6).
+//! automatic save (docs/protocol.md §6).
 //!
 //! Every wait is bounded; child processes are killed when dropped, so a hang
 //! fails the test instead of stalling it. The bounds are generous: the tests

@@ -1,4 +1,4 @@
-//! System-level ECS tests of the graceful shutdown (PROTOCOL.md §6, last
+//! System-level ECS tests of the graceful shutdown (docs/protocol.md §6, last
 //! item "Shutdown"): unauthenticated connections are closed at once,
 //! logged-in sessions are kicked with `server_shutdown` and may save, a
 //! running kick keeps its reason and deadline, a waiting login gets

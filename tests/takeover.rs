@@ -1,4 +1,4 @@
-//! System-level ECS tests of the duplicate-login takeover (PROTOCOL.md §6,
+//! System-level ECS tests of the duplicate-login takeover (docs/protocol.md §6,
 //! "Duplicate login, step by step", and its edge cases), driven frame by
 //! frame with a manual clock: no sockets, no sleeps. Every wait is bounded
 //! by the harness.
@@ -77,7 +77,7 @@ fn duplicate_login_hands_the_final_save_to_the_new_client() {
     assert_eq!(loaded["result"]["saved_at"], saved["result"]["saved_at"]);
 }
 
-/// Account names are compared case-insensitively everywhere (PROTOCOL.md §4),
+/// Account names are compared case-insensitively everywhere (docs/protocol.md §4),
 /// so a login spelled differently still replaces the session. If this fails,
 /// one account can be logged in twice at once by changing the case of its name.
 #[test]
@@ -131,7 +131,7 @@ fn old_client_that_never_saves_is_closed_exactly_at_the_deadline() {
 }
 
 /// The old client closes its socket while being kicked: the new login
-/// completes at once (PROTOCOL.md §6, "If A closes first"). If this fails, a
+/// completes at once (docs/protocol.md §6, "If A closes first"). If this fails, a
 /// player whose old device dropped off waits the whole kick timeout to log in.
 #[test]
 fn old_client_closing_first_completes_the_new_login_at_once() {

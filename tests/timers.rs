@@ -1,4 +1,4 @@
-//! System-level ECS tests of the session timers' bookkeeping (PROTOCOL.md
+//! System-level ECS tests of the session timers' bookkeeping (docs/protocol.md
 //! §6): deadlines live in a time-ordered queue instead of being checked on
 //! every session every frame, so these tests pin down what that queue must
 //! never get wrong: a deadline that passes while a save is in flight, a
@@ -38,7 +38,7 @@ fn queue_len(server: &portcullis::session::testing::TestServer) -> usize {
 }
 
 /// A kick whose save deadline passes while a save sent *before* the kick is
-/// still on its way to the store waits for that save (PROTOCOL.md §6), and
+/// still on its way to the store waits for that save (docs/protocol.md §6), and
 /// ends as soon as it is answered: the client gets the save's answer, then
 /// `disconnected`. If this fails, the session stays kicking forever (its
 /// deadline was dropped while the save was in flight) and blocks every

@@ -1,4 +1,4 @@
-//! System-level ECS tests of user data (issue 3, PROTOCOL.md §2, §4):
+//! System-level ECS tests of user data (issue 3, docs/protocol.md §2, §4):
 //! `userdata_save` / `userdata_load`, the version history, `saved_at`, the
 //! size limit, arrival order on one connection, the auth rules, and that a
 //! token never reaches the database file.

@@ -10,7 +10,7 @@
 //!
 //! When the bench started the server, it checks the saves after a crash
 //! (SIGKILL) and a restart: an acknowledged save must survive a crash of the
-//! server process (PROTOCOL.md §4).
+//! server process (docs/protocol.md §4).
 
 use std::io::Write;
 use std::net::SocketAddr;

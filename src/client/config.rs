@@ -17,14 +17,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     /// How long a request may wait for its response (default 10 s,
-    /// PROTOCOL.md §7). When any request, including the automatic save sent
+    /// docs/protocol.md §7). When any request, including the automatic save sent
     /// on `kicked`, has waited this long, the client closes the connection and
     /// fails every pending call with [`ClientError::Timeout`](super::ClientError::Timeout).
     /// Also bounds how long [`Client::disconnect`](super::Client::disconnect)
     /// waits for the server to close after its `{}` answer. Keep it above the
     /// server's kick-save deadline (`save_deadline_ms`, default 5 s): a `login`
     /// that takes over another session is answered only after that session's
-    /// kick ends (PROTOCOL.md §6).
+    /// kick ends (docs/protocol.md §6).
     pub rpc_timeout: Duration,
     /// How long [`Client::connect`](super::Client::connect) may take to open
     /// the TCP connection (default 10 s); past it, connecting fails with
@@ -33,13 +33,13 @@ pub struct ClientConfig {
     /// The longest line, in bytes without the `\n`, accepted from the server
     /// (default 16 MiB). A longer line closes the connection with
     /// [`ClientError::Protocol`](super::ClientError::Protocol). The server's
-    /// own frame limit (PROTOCOL.md §1, `max_frame_bytes`) applies to what the
+    /// own frame limit (docs/protocol.md §1, `max_frame_bytes`) applies to what the
     /// client sends and is not checked here.
     pub max_line_bytes: usize,
 }
 
 impl ClientConfig {
-    /// The default [`ClientConfig::rpc_timeout`]: 10 s (PROTOCOL.md §7).
+    /// The default [`ClientConfig::rpc_timeout`]: 10 s (docs/protocol.md §7).
     pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
     /// The default [`ClientConfig::connect_timeout`]: 10 s.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

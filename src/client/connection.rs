@@ -32,7 +32,7 @@ use portcullis_rpc::ErrorCode;
 
 use super::{ClientConfig, ClientError, ClientEvent, LoginResult, Notification, SaveResult};
 
-/// The data sent by the automatic `userdata_save` on `kicked` (PROTOCOL.md §6–§7).
+/// The data sent by the automatic `userdata_save` on `kicked` (docs/protocol.md §6–§7).
 #[derive(Clone, Default)]
 pub(crate) enum SaveSource {
     /// Nothing to save: a kick sends no save.
@@ -49,7 +49,7 @@ pub(crate) enum SaveSource {
 pub(crate) enum CloseCause {
     /// The application closed it, or dropped its last `Client`.
     Local,
-    /// A request waited longer than `rpc_timeout` (PROTOCOL.md §7).
+    /// A request waited longer than `rpc_timeout` (docs/protocol.md §7).
     Timeout,
     /// The server closed it (end of stream, or a reset).
     Eof,
@@ -108,7 +108,7 @@ struct Pending {
 struct Session {
     /// The account the token was issued for, as the server spelled it.
     account: String,
-    /// The live token (PROTOCOL.md §4).
+    /// The live token (docs/protocol.md §4).
     token: String,
 }
 
@@ -120,7 +120,7 @@ struct State {
     /// Requests in flight by id. Ids and deadlines grow together, so the
     /// first entry has the earliest deadline.
     pending: BTreeMap<u64, Pending>,
-    /// The held token, dropped when the connection closes (PROTOCOL.md §7).
+    /// The held token, dropped when the connection closes (docs/protocol.md §7).
     session: Option<Session>,
     /// What to save when kicked.
     save: SaveSource,
@@ -260,7 +260,7 @@ impl Connection {
     }
 
     /// The held token if it was issued for `account` (compared
-    /// case-insensitively, PROTOCOL.md §4).
+    /// case-insensitively, docs/protocol.md §4).
     pub(crate) fn token_for(&self, account: &str) -> Option<String> {
         let state = self.lock();
         let session = state.session.as_ref()?;
@@ -463,7 +463,7 @@ impl Connection {
     }
 
     /// Records `disconnected`, answers `kicked` with the automatic save
-    /// (PROTOCOL.md §5–§7), and reports the notification.
+    /// (docs/protocol.md §5–§7), and reports the notification.
     fn handle_notification(&self, notification: Notification) {
         match notification.method.as_str() {
             "kicked" => self.kick_save(notification),

@@ -6,15 +6,15 @@ use serde_json::Value;
 /// Why a [`Client`](super::Client) call failed.
 ///
 /// Server answers keep their JSON-RPC code in [`ClientError::Rpc`]; branch on
-/// [`ClientError::code`] (PROTOCOL.md §3 says clients branch on the code only).
+/// [`ClientError::code`] (docs/protocol.md §3 says clients branch on the code only).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The server answered the request with a JSON-RPC error object
-    /// `{"code":C,"message":S,"data":D}` (PROTOCOL.md §2–§3).
+    /// `{"code":C,"message":S,"data":D}` (docs/protocol.md §2–§3).
     #[error("server error {code}: {message}")]
     Rpc {
-        /// The error code; codes PROTOCOL.md §3 does not list become [`ErrorCode::Other`].
+        /// The error code; codes docs/protocol.md §3 does not list become [`ErrorCode::Other`].
         code: ErrorCode,
         /// The server's `message`, a short English sentence (do not branch on it).
         message: String,
@@ -22,7 +22,7 @@ pub enum ClientError {
         data: Option<Value>,
     },
     /// No response within [`ClientConfig::rpc_timeout`](super::ClientConfig::rpc_timeout)
-    /// (PROTOCOL.md §7). The client has closed the connection; every call that
+    /// (docs/protocol.md §7). The client has closed the connection; every call that
     /// was pending then fails with `Timeout` too, and later calls with
     /// [`ClientError::Closed`]. Also returned when connecting takes longer than
     /// [`ClientConfig::connect_timeout`](super::ClientConfig::connect_timeout).
@@ -32,7 +32,7 @@ pub enum ClientError {
     /// ([`Client::close`](super::Client::close), a timeout, an error).
     #[error("connection closed{}", fmt_reason(.reason.as_deref()))]
     Closed {
-        /// The `reason` of the server's `disconnected` notification (PROTOCOL.md §5),
+        /// The `reason` of the server's `disconnected` notification (docs/protocol.md §5),
         /// e.g. `"server_full"`, when the server sent one before closing.
         reason: Option<String>,
     },
@@ -40,7 +40,7 @@ pub enum ClientError {
     /// a read or write fails gets a copy of that error (same kind and text).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
-    /// The server sent something that is not JSON-RPC 2.0 as PROTOCOL.md §1–§2
+    /// The server sent something that is not JSON-RPC 2.0 as docs/protocol.md §1–§2
     /// define it (not UTF-8 JSON, a line over
     /// [`ClientConfig::max_line_bytes`](super::ClientConfig::max_line_bytes),
     /// a response without `result`/`error`, a result of the wrong shape for a
@@ -60,7 +60,7 @@ impl ClientError {
         }
     }
 
-    /// The server's close reason of a [`ClientError::Closed`] (PROTOCOL.md §5
+    /// The server's close reason of a [`ClientError::Closed`] (docs/protocol.md §5
     /// reasons such as `"duplicate_login"`); `None` for every other variant
     /// and when the server sent no `disconnected` notification.
     pub fn close_reason(&self) -> Option<&str> {

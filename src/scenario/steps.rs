@@ -1,4 +1,4 @@
-//! The 13 steps of CLI.md `portcullis scenario`, in order, on one account.
+//! The 13 steps of docs/cli.md `portcullis scenario`, in order, on one account.
 //!
 //! ```text
 //!  connection 1: 1 save ─ 2 load ─ 3 login (wrong) ─ 4 load ─ 5 login ─ 6 load ─ 7 save
@@ -183,7 +183,7 @@ fn finish(report: &mut Report<'_>, throttled: bool) -> Result<bool, ScenarioErro
         report.line(
             "note: RATE_LIMITED: the server refuses password logins from an address after \
              --login-fail-limit failed ones (default 5, each run has one) within --login-fail-window \
-             (default 5m), PROTOCOL.md §6; wait, or use a fresh server",
+             (default 5m), docs/protocol.md §6; wait, or use a fresh server",
         )?;
     }
     Ok(report.summary("steps")?)

@@ -1,5 +1,5 @@
 //! `portcullis scenario --takeover`: the duplicate-login story of
-//! PROTOCOL.md §6 with two clients on one account, printed message by
+//! docs/protocol.md §6 with two clients on one account, printed message by
 //! message, then checked.
 //!
 //! ```text
@@ -223,7 +223,7 @@ fn sequence(labels: &[String]) -> String {
 }
 
 /// A short name for an event in the message sequences of the checks: the
-/// notification's method when its params are as PROTOCOL.md §5–§6 say for a
+/// notification's method when its params are as docs/protocol.md §5–§6 say for a
 /// takeover (`login_pending` with reason `replacing_session`; `kicked` with
 /// reason `duplicate_login` and a `save_deadline_ms`; `disconnected` with
 /// reason `duplicate_login`), `method(params)` otherwise; `save` for a

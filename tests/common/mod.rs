@@ -1,6 +1,6 @@
 //! Shared helpers for the end-to-end tests: start the real `portcullis`
 //! binary on a free loopback port with a temporary database, and talk to it
-//! over real TCP sockets one line at a time (PROTOCOL.md §1).
+//! over real TCP sockets one line at a time (docs/protocol.md §1).
 //!
 //! Every wait is bounded ([`WAIT`] unless a test says otherwise), so a hang
 //! fails the test instead of freezing it.
@@ -38,7 +38,7 @@ pub struct Server {
 
 impl Server {
     /// Starts the binary on `db` with the base flags plus `extra`, and waits
-    /// for its `listening on 127.0.0.1:PORT` line (CLI.md).
+    /// for its `listening on 127.0.0.1:PORT` line (docs/cli.md).
     pub fn start(db: &Path, extra: &[&str]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         command.args(BASE_ARGS).arg("--db").arg(db).args(extra);
@@ -277,7 +277,7 @@ impl Conn {
         assert_eq!(message, json!({"jsonrpc": "2.0", "method": method, "params": params}), "notification");
     }
 
-    /// Asserts the exact `disconnected {"reason":REASON}` line (PROTOCOL.md §5).
+    /// Asserts the exact `disconnected {"reason":REASON}` line (docs/protocol.md §5).
     pub async fn expect_disconnected(&mut self, reason: &str) {
         let expected = format!(r#"{{"jsonrpc":"2.0","method":"disconnected","params":{{"reason":"{reason}"}}}}"#);
         self.expect_line(&expected).await;
@@ -387,7 +387,7 @@ pub fn save_result(result: &Value) -> (u64, String) {
     (version, saved_at)
 }
 
-/// Asserts `YYYY-MM-DDTHH:MM:SS.mmmZ` (PROTOCOL.md §4) and that it is the
+/// Asserts `YYYY-MM-DDTHH:MM:SS.mmmZ` (docs/protocol.md §4) and that it is the
 /// current UTC time (within a minute); returns it as Unix milliseconds.
 pub fn assert_saved_at(saved_at: &str) -> i64 {
     let b = saved_at.as_bytes();

@@ -1,4 +1,4 @@
-//! Line framing (PROTOCOL.md §1): one message per `\n`-terminated line, a
+//! Line framing (docs/protocol.md §1): one message per `\n`-terminated line, a
 //! trailing `\r` stripped, and a hard bound on the bytes of one frame.
 
 use bytes::{Bytes, BytesMut};
@@ -65,7 +65,7 @@ impl Decoder for FrameCodec {
 }
 
 /// Whether a frame is blank: empty, or only spaces, tabs and `\r`
-/// (PROTOCOL.md §1: ignored, costs no rate token, counts as activity).
+/// (docs/protocol.md §1: ignored, costs no rate token, counts as activity).
 pub fn is_blank(frame: &[u8]) -> bool {
     frame.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }

@@ -54,7 +54,7 @@ pub(crate) enum Sink {
 /// Any system may send with [`Connection::send`] or close with
 /// [`Connection::close`]: both only push into the connection's bounded queue
 /// and never block. A connection whose queue is full is closed at once
-/// without a goodbye (a slow reader, PROTOCOL.md §5).
+/// without a goodbye (a slow reader, docs/protocol.md §5).
 #[derive(Component, Debug)]
 pub struct Connection {
     id: ConnectionId,
@@ -197,7 +197,7 @@ impl std::fmt::Display for CloseCause {
     }
 }
 
-/// How the rate limiter judged a frame on arrival (PROTOCOL.md §6, "Rate").
+/// How the rate limiter judged a frame on arrival (docs/protocol.md §6, "Rate").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     /// A token was taken: execute the frame.
@@ -219,7 +219,7 @@ pub enum InboxItem {
         /// What the rate limiter decided on arrival.
         admission: Admission,
     },
-    /// A frame passed `max_frame_bytes`; nothing more will be read (PROTOCOL.md §1).
+    /// A frame passed `max_frame_bytes`; nothing more will be read (docs/protocol.md §1).
     TooLarge,
 }
 
@@ -232,7 +232,7 @@ pub struct Inbox {
     /// Items in arrival order.
     pub items: VecDeque<InboxItem>,
     /// `Time<Real>::elapsed()` when the last frame of any kind (even blank or
-    /// invalid) arrived, or when the connection opened (PROTOCOL.md §6, "Idle").
+    /// invalid) arrived, or when the connection opened (docs/protocol.md §6, "Idle").
     pub last_activity: Duration,
     /// The client closed its sending side; once every frame it sent has been
     /// answered the JSON-RPC plugin closes the connection (without a

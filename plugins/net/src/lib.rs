@@ -56,13 +56,13 @@ pub enum NetSet {
 /// Limits of the network layer, inserted as a resource by [`NetPlugin`] (read-only).
 #[derive(Resource, Debug, Clone)]
 pub struct NetConfig {
-    /// Connections open at once; one more gets `server_full` (PROTOCOL.md §6).
+    /// Connections open at once; one more gets `server_full` (docs/protocol.md §6).
     pub max_connections: usize,
-    /// Largest frame in bytes, before the `\n` (PROTOCOL.md §1).
+    /// Largest frame in bytes, before the `\n` (docs/protocol.md §1).
     pub max_frame_bytes: usize,
     /// Messages queued for one connection before it is closed as a slow reader.
     pub outbound_queue: usize,
-    /// Rate-limit refill, frames per second per connection (PROTOCOL.md §6).
+    /// Rate-limit refill, frames per second per connection (docs/protocol.md §6).
     pub rate_limit: f64,
     /// Rate-limit bucket size; also the refusals per second that close a connection.
     pub rate_burst: u32,
@@ -168,7 +168,7 @@ impl NetControl {
         self.local_addr
     }
 
-    /// Closes the listener: new connections are refused (graceful shutdown, PROTOCOL.md §6).
+    /// Closes the listener: new connections are refused (graceful shutdown, docs/protocol.md §6).
     pub fn stop_accepting(&self) {
         self.stop_accepting.cancel();
     }

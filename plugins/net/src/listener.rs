@@ -19,9 +19,9 @@ use crate::bridge::{NetBridge, NetEvent};
 use crate::codec::{FrameCodec, FrameError, is_blank};
 use crate::connection::{CloseCause, ConnectionId, Outgoing, Sink};
 
-/// The line sent to a connection refused because `max_connections` are open (PROTOCOL.md §6).
+/// The line sent to a connection refused because `max_connections` are open (docs/protocol.md §6).
 pub const SERVER_FULL_LINE: &str = r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_full"}}"#;
-/// The line sent to a connection accepted while the server shuts down (PROTOCOL.md §6).
+/// The line sent to a connection accepted while the server shuts down (docs/protocol.md §6).
 pub const SERVER_SHUTDOWN_LINE: &str =
     r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_shutdown"}}"#;
 
@@ -81,7 +81,7 @@ pub(crate) async fn accept_loop(
         });
     }
     // Connections the OS already queued would be reset when the listener is
-    // dropped: accept them and tell them `server_shutdown` (PROTOCOL.md §6).
+    // dropped: accept them and tell them `server_shutdown` (docs/protocol.md §6).
     while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
         tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
     }
@@ -157,7 +157,7 @@ async fn read_frames(rd: &OwnedReadHalf, id: ConnectionId, bridge: &NetBridge, m
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return NetEvent::Eof { id },
         }
-        // Blank frames are only activity (PROTOCOL.md §1): one event per
+        // Blank frames are only activity (docs/protocol.md §1): one event per
         // read stands for all of them, so a flood of empty lines costs the
         // ECS one event per read, not one per byte.
         let mut blank = false;

@@ -96,7 +96,7 @@ impl TestClient {
     }
 
     /// Sends raw bytes, split into frames exactly as a TCP stream would be.
-    /// After a frame that is too large, nothing more is read (PROTOCOL.md §1).
+    /// After a frame that is too large, nothing more is read (docs/protocol.md §1).
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         if self.client_closed {
             return;

@@ -1,4 +1,4 @@
-//! Wakes the server's frame loop when input arrives (DESIGN.md, "Frames and ticks").
+//! Wakes the server's frame loop when input arrives (docs/architecture.md, "Frames and ticks").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

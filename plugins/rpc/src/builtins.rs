@@ -1,5 +1,5 @@
 //! The built-in methods of this crate, registered through the same API as
-//! any game method (PROTOCOL.md §4).
+//! any game method (docs/protocol.md §4).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,7 @@ pub struct PingResult {
     pub server_time_ms: u64,
 }
 
-/// `ping` → `{"server_time_ms":N}`; the keep-alive of PROTOCOL.md §6.
+/// `ping` → `{"server_time_ms":N}`; the keep-alive of docs/protocol.md §6.
 pub fn ping(In(_req): In<Request<NoParams>>) -> Result<PingResult, RpcError> {
     let server_time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     Ok(PingResult { server_time_ms })

@@ -1,5 +1,5 @@
 //! The dispatcher: pops frames from connection inboxes in arrival order and
-//! runs the registered methods (PROTOCOL.md §2–3).
+//! runs the registered methods (docs/protocol.md §2–3).
 
 use bevy_ecs::prelude::*;
 use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, ReadyInboxes};
@@ -52,7 +52,7 @@ pub fn dispatch_frames(world: &mut World) {
                     handle_frame(world, entity, &bytes, &methods, &gates, &config);
                 }
                 InboxItem::Frame { bytes, admission } => {
-                    // Not executed (PROTOCOL.md §6): a request gets RATE_LIMITED, the rest is dropped.
+                    // Not executed (docs/protocol.md §6): a request gets RATE_LIMITED, the rest is dropped.
                     if let Ok(Envelope { id: Some(id), .. }) = parse_frame(&bytes) {
                         send(world, entity, error_line(&id, &RpcError::new(ErrorCode::RateLimited)));
                     }

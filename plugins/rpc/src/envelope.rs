@@ -1,4 +1,4 @@
-//! Parsing and validating one frame as a JSON-RPC 2.0 message (PROTOCOL.md §1–2).
+//! Parsing and validating one frame as a JSON-RPC 2.0 message (docs/protocol.md §1–2).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::error::{ErrorCode, RpcError};
 
 /// A request id: a string, a number without fraction or exponent in the
-/// signed 64-bit range, or `null` (PROTOCOL.md §2). Echoed unchanged.
+/// signed 64-bit range, or `null` (docs/protocol.md §2). Echoed unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RequestId {
@@ -53,7 +53,7 @@ pub struct Envelope {
     /// The method name.
     pub method: String,
     /// `params` as sent: absent becomes `Value::Null`; its type is checked
-    /// later, after the method and session checks (PROTOCOL.md §3 order).
+    /// later, after the method and session checks (docs/protocol.md §3 order).
     pub params: Value,
 }
 
@@ -67,7 +67,7 @@ pub struct Invalid {
     pub error: RpcError,
 }
 
-/// Parses one frame (PROTOCOL.md §1–2):
+/// Parses one frame (docs/protocol.md §1–2):
 /// - invalid UTF-8 or JSON, or nesting 128 deep or more: `-32700`, id `null`;
 /// - a JSON array: `-32600 batch not supported`, id `null`;
 /// - not an object, a bad `id`, `jsonrpc` not `"2.0"`, `method` not a string:
@@ -92,7 +92,7 @@ pub fn parse_frame(bytes: &[u8]) -> Result<Envelope, Invalid> {
         Some(raw) => match RequestId::from_value(raw) {
             Some(id) => Some(id),
             // serde_json reads `-0` as a float; written without fraction or
-            // exponent it is still an integer id (PROTOCOL.md §2).
+            // exponent it is still an integer id (docs/protocol.md §2).
             None if raw.as_f64() == Some(0.0) && id_written_as_integer_zero(bytes) => Some(RequestId::Number(0)),
             None => return Err(invalid_request(RequestId::Null, "invalid id")),
         },

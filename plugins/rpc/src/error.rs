@@ -1,8 +1,8 @@
-//! JSON-RPC error codes and the error value a method returns (PROTOCOL.md §3).
+//! JSON-RPC error codes and the error value a method returns (docs/protocol.md §3).
 
 use serde_json::Value;
 
-/// Every error code of PROTOCOL.md §3.
+/// Every error code of docs/protocol.md §3.
 ///
 /// Clients branch on the code only; [`ErrorCode::message`] is the short
 /// English sentence the server puts in `error.message`.
@@ -29,7 +29,7 @@ pub enum ErrorCode {
     NoUserdata,
     /// 1005: this connection is logged in as another account.
     AlreadyLoggedIn,
-    /// 1006: this session is being kicked (PROTOCOL.md §6 lists what it may still do).
+    /// 1006: this session is being kicked (docs/protocol.md §6 lists what it may still do).
     SessionClosing,
     /// 1007: too many requests on this connection; the request was not executed.
     RateLimited,
@@ -93,7 +93,7 @@ impl ErrorCode {
         }
     }
 
-    /// The symbolic name used in PROTOCOL.md §3 (`NOT_LOGGED_IN`, `PARSE_ERROR`, ...).
+    /// The symbolic name used in docs/protocol.md §3 (`NOT_LOGGED_IN`, `PARSE_ERROR`, ...).
     pub const fn name(self) -> &'static str {
         match self {
             Self::ParseError => "PARSE_ERROR",
@@ -151,7 +151,7 @@ impl std::fmt::Display for ErrorCode {
 /// Method handlers return it; the dispatcher writes it as the `error` member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
-    /// The code (PROTOCOL.md §3).
+    /// The code (docs/protocol.md §3).
     pub code: ErrorCode,
     /// A short English sentence; clients must not branch on it.
     pub message: String,
@@ -170,7 +170,7 @@ impl RpcError {
         Self { code, message: message.into(), data: None }
     }
 
-    /// -32602 naming the first bad field: `"data":{"field":NAME}` (PROTOCOL.md §2).
+    /// -32602 naming the first bad field: `"data":{"field":NAME}` (docs/protocol.md §2).
     pub fn invalid_params(field: &str) -> Self {
         Self {
             code: ErrorCode::InvalidParams,

@@ -1,7 +1,7 @@
 //! portcullis_rpc: JSON-RPC 2.0 over Portcullis connections.
 //!
 //! Each frame a connection's [`Inbox`](portcullis_net::Inbox) holds is
-//! parsed ([`parse_frame`]), checked in the order of PROTOCOL.md §3 (rate
+//! parsed ([`parse_frame`]), checked in the order of docs/protocol.md §3 (rate
 //! limit, envelope, method, then the [`RpcGates`] that the session plugin
 //! installs), and handed to the method registered under its name with
 //! [`RpcAppExt::add_rpc_method`]. Handlers are ordinary Bevy systems; they
@@ -40,7 +40,7 @@ pub enum RpcSet {
 /// JSON-RPC limits, inserted as a resource by [`RpcPlugin`] (read-only).
 #[derive(Resource, Debug, Clone)]
 pub struct RpcConfig {
-    /// Protocol errors (`-32700`, `-32600` answers) before a close (PROTOCOL.md §1).
+    /// Protocol errors (`-32700`, `-32600` answers) before a close (docs/protocol.md §1).
     pub max_protocol_errors: u32,
 }
 

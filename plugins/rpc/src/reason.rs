@@ -1,9 +1,9 @@
-//! Why the server closes a connection (PROTOCOL.md §5, the `reason` of
+//! Why the server closes a connection (docs/protocol.md §5, the `reason` of
 //! `kicked` and `disconnected`).
 
 use serde::{Serialize, Serializer};
 
-/// The reasons of PROTOCOL.md §5. `Display` and `Serialize` give the exact
+/// The reasons of docs/protocol.md §5. `Display` and `Serialize` give the exact
 /// wire strings (`duplicate_login`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {

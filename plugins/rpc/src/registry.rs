@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::envelope::RequestId;
 use crate::error::{ErrorCode, RpcError};
 
-/// Whether a method needs a logged-in session (PROTOCOL.md §4, **auth**).
+/// Whether a method needs a logged-in session (docs/protocol.md §4, **auth**).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone may call it.
@@ -61,7 +61,7 @@ pub enum Reply<R> {
     Err(RpcError),
     /// The answer comes later through [`Rpc::respond`](crate::Rpc::respond).
     /// Until then the connection's later frames wait, so requests apply in
-    /// arrival order (PROTOCOL.md §2); [`Rpc::release`](crate::Rpc::release)
+    /// arrival order (docs/protocol.md §2); [`Rpc::release`](crate::Rpc::release)
     /// lets them go earlier.
     Later,
     /// The handler already answered (or deliberately sends nothing).
@@ -168,7 +168,7 @@ pub struct GateInput<'a> {
 }
 
 /// A check run before every registered method, in registration order; the
-/// first error answers the request (PROTOCOL.md §3, "which error wins":
+/// first error answers the request (docs/protocol.md §3, "which error wins":
 /// session state and auth checks come before params are parsed).
 pub type Gate = Arc<dyn Fn(&mut World, &GateInput<'_>) -> Result<(), RpcError> + Send + Sync>;
 
@@ -259,7 +259,7 @@ impl RpcAppExt for App {
     }
 }
 
-/// Deserializes `params` (PROTOCOL.md §2): missing or `null` is `{}`; any
+/// Deserializes `params` (docs/protocol.md §2): missing or `null` is `{}`; any
 /// other non-object is `-32602` with field `params`; a bad field is `-32602`
 /// naming it (a `null` field counts as missing).
 pub fn parse_params<P: DeserializeOwned>(params: Value) -> Result<P, RpcError> {

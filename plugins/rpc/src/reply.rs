@@ -15,7 +15,7 @@ use crate::registry::ReplyTo;
 /// entity by `RpcPlugin`; changed only by the dispatcher and [`Rpc`].
 #[derive(Component, Debug, Default)]
 pub struct RpcState {
-    /// `-32700` / `-32600` answers so far (PROTOCOL.md §1).
+    /// `-32700` / `-32600` answers so far (docs/protocol.md §1).
     pub protocol_errors: u32,
     /// Tickets of requests answered [`Reply::Later`](crate::Reply::Later)
     /// that still hold the connection's later frames.
@@ -106,7 +106,7 @@ impl Rpc<'_, '_> {
         }
     }
 
-    /// Sends `disconnected {"reason":R}` and closes the connection (PROTOCOL.md §5).
+    /// Sends `disconnected {"reason":R}` and closes the connection (docs/protocol.md §5).
     pub fn disconnect(&self, entity: Entity, reason: DisconnectReason) {
         let Ok((conn, _)) = self.connections.get(entity) else { return };
         send_disconnect(conn, reason);

@@ -47,7 +47,7 @@ proptest! {
     }
 
     /// Any frame is either a request/notification or one of the errors of
-    /// PROTOCOL.md §3 that a frame can cause (-32700, -32600), never a panic.
+    /// docs/protocol.md §3 that a frame can cause (-32700, -32600), never a panic.
     #[test]
     fn any_frame_parses_or_gets_a_protocol_error(frame in proptest::collection::vec(any::<u8>(), 0..512)) {
         match parse_frame(&frame) {

@@ -24,7 +24,7 @@ pub struct LoggedOut {
 }
 
 /// Triggered on a connection's entity when the server starts to kick its
-/// session (`kicked` sent, PROTOCOL.md §6).
+/// session (`kicked` sent, docs/protocol.md §6).
 #[derive(EntityEvent, Debug, Clone)]
 pub struct Kicked {
     /// The connection's entity.
@@ -33,7 +33,7 @@ pub struct Kicked {
     pub reason: DisconnectReason,
 }
 
-/// Asks the server to close a connection the way PROTOCOL.md §6 says: a
+/// Asks the server to close a connection the way docs/protocol.md §6 says: a
 /// logged-in session is kicked (told `kicked`, given `--kick-save-timeout`
 /// to save, then sent `disconnected` and closed); a connection that is not
 /// logged in gets `disconnected {reason}` and is closed at once. A session
@@ -60,7 +60,7 @@ pub struct Kick {
     pub reason: DisconnectReason,
 }
 
-/// Asks for the graceful shutdown of PROTOCOL.md §6: stop accepting, close
+/// Asks for the graceful shutdown of docs/protocol.md §6: stop accepting, close
 /// connections that are not logged in, kick every session with
 /// `server_shutdown`, wait for their saves, flush the store, exit 0.
 #[derive(Event, Debug, Clone, Copy, Default)]

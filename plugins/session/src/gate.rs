@@ -1,5 +1,5 @@
 //! The session gate: the session-state and auth checks that every method —
-//! built-in or game — passes before its params are parsed (PROTOCOL.md §3,
+//! built-in or game — passes before its params are parsed (docs/protocol.md §3,
 //! "which error wins": 1006 → 1011 → 1008 → 1001 → -32602 token → 1003).
 
 use bevy_ecs::prelude::*;
@@ -9,10 +9,10 @@ use serde_json::Value;
 use crate::shutdown::ShutdownState;
 use crate::state::{Session, SessionState};
 
-/// Methods a session being kicked may still call (PROTOCOL.md §6).
+/// Methods a session being kicked may still call (docs/protocol.md §6).
 pub const ALLOWED_WHILE_KICKING: [&str; 4] = ["userdata_save", "logout", "ping", "disconnect"];
 
-/// Methods a session being kicked may still call: PROTOCOL.md §6's four, plus
+/// Methods a session being kicked may still call: docs/protocol.md §6's four, plus
 /// any a game adds (e.g. a `group_leave`). Inserted by `SessionPlugin`.
 #[derive(Resource, Debug, Clone)]
 pub struct KickAllowList(pub Vec<String>);

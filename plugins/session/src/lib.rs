@@ -1,5 +1,5 @@
 //! portcullis_session: login, tokens, deadlines and the kick/save state
-//! machine (PROTOCOL.md §4 and §6).
+//! machine (docs/protocol.md §4 and §6).
 //!
 //! ```text
 //!  RpcSet::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
@@ -56,7 +56,7 @@ pub enum SessionSet {
     Timers,
 }
 
-/// Timers and limits of sessions (CLI.md). Inserted as a resource by
+/// Timers and limits of sessions (docs/cli.md). Inserted as a resource by
 /// [`SessionPlugin`]; read-only.
 #[derive(Resource, Debug, Clone)]
 pub struct SessionConfig {
@@ -92,7 +92,7 @@ impl Default for SessionConfig {
 }
 
 /// The session plugin: opens the store, registers the methods of
-/// PROTOCOL.md §4, installs the session gate, and runs the state machine.
+/// docs/protocol.md §4, installs the session gate, and runs the state machine.
 /// Needs `NetPlugin` and `RpcPlugin` (add it after them).
 pub struct SessionPlugin {
     /// Timers and limits.

@@ -1,4 +1,4 @@
-//! Timers and limits of PROTOCOL.md §6: the login deadline, the idle timer,
+//! Timers and limits of docs/protocol.md §6: the login deadline, the idle timer,
 //! the kick-save deadline, and login throttling per peer address.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -12,7 +12,7 @@ use portcullis_rpc::DisconnectReason;
 use crate::machine::SessionCtx;
 use crate::state::{Session, SessionState};
 
-/// Failed password logins per peer IP address (PROTOCOL.md §6, "Login
+/// Failed password logins per peer IP address (docs/protocol.md §6, "Login
 /// throttling"). Inserted by `SessionPlugin`.
 #[derive(Resource, Default, Debug)]
 pub struct LoginThrottle {
@@ -126,7 +126,7 @@ pub(crate) enum Due {
     Idle,
 }
 
-/// The deadlines of PROTOCOL.md §6 for one session at `now`; `last_activity`
+/// The deadlines of docs/protocol.md §6 for one session at `now`; `last_activity`
 /// is its last frame (`Duration::ZERO` gives a lower bound of the idle
 /// deadline when the inbox is not at hand).
 pub(crate) fn evaluate(session: &Session, last_activity: Duration, idle_timeout: Duration, now: Duration) -> Check {
@@ -166,7 +166,7 @@ pub(crate) fn next_check(
 }
 
 /// Fires the deadlines that are due: login timeout, kick-save deadline and
-/// idle timeout (PROTOCOL.md §6). Pops only due entries of the
+/// idle timeout (docs/protocol.md §6). Pops only due entries of the
 /// [`DeadlineQueue`]; a change of `SessionConfig` re-queues every session.
 /// Runs in `SessionSet::Timers`.
 pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
@@ -204,7 +204,7 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
 /// (`disconnect`, a protocol error, a rate-limit flood, a slow reader), in the
 /// same frame when the close began before `NetSet::Closing`: its token dies
 /// and a takeover waiting on it goes on at once, without waiting for the
-/// transport to finish closing (PROTOCOL.md §4 `disconnect`, §6 step 6).
+/// transport to finish closing (docs/protocol.md §4 `disconnect`, §6 step 6).
 /// Reads [`ConnectionClosing`] messages, so idle connections cost nothing.
 /// Runs in `SessionSet::Timers`.
 pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx, mut closing: MessageReader<ConnectionClosing>) {

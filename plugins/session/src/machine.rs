@@ -1,4 +1,4 @@
-//! The session state machine of PROTOCOL.md §6: every state change of a
+//! The session state machine of docs/protocol.md §6: every state change of a
 //! [`Session`] happens in this file, one method per transition.
 //!
 //! ```text
@@ -107,7 +107,7 @@ impl SessionCtx<'_, '_> {
 
     /// Hands a request to the store on behalf of `reply_to`; the answer comes
     /// back through `store::apply_store_replies`. A full or closed queue is
-    /// `SERVER_BUSY` (PROTOCOL.md §3).
+    /// `SERVER_BUSY` (docs/protocol.md §3).
     pub(crate) fn submit(&mut self, reply_to: &ReplyTo, op: PendingOp, request: StoreRequest) -> Result<(), RpcError> {
         let Some(store) = self.store.get() else { return Err(RpcError::new(ErrorCode::ServerBusy)) };
         let tag = self.pending.next_tag();
@@ -126,7 +126,7 @@ impl SessionCtx<'_, '_> {
     }
 
     /// Transition: awaiting login (or waiting for a takeover) → logged in.
-    /// Issues the token (PROTOCOL.md §4) and indexes the session.
+    /// Issues the token (docs/protocol.md §4) and indexes the session.
     pub(crate) fn log_in(&mut self, entity: Entity, account: Account) -> Option<LoginResult> {
         let now = self.now();
         let (_, mut session, conn) = self.sessions.get_mut(entity).ok()?;
@@ -151,7 +151,7 @@ impl SessionCtx<'_, '_> {
         Some(result)
     }
 
-    /// A password login was verified by the store (PROTOCOL.md §4 `login`, §6).
+    /// A password login was verified by the store (docs/protocol.md §4 `login`, §6).
     pub(crate) fn password_login_verified(&mut self, reply_to: &ReplyTo, account: Account) {
         let entity = reply_to.entity;
         let Some(session) = self.session(entity) else { return };

@@ -1,4 +1,4 @@
-//! The session methods of PROTOCOL.md §4: `login`, `logout`,
+//! The session methods of docs/protocol.md §4: `login`, `logout`,
 //! `userdata_save`, `userdata_load`, `register`, `change_password`. Each is
 //! registered with `add_rpc_method`, the API games use too.
 
@@ -14,7 +14,7 @@ use crate::store::{PendingOp, RegisterResult, SaveResult};
 
 /// Params of `login`: `{"account":S,"password":S}` or `{"token":S}`.
 /// `account` and `password` are checked only for a password login: with a
-/// `token` they are ignored whatever their type (PROTOCOL.md §4).
+/// `token` they are ignored whatever their type (docs/protocol.md §4).
 #[derive(Deserialize)]
 pub struct LoginParams {
     /// A token login when present (other fields are then ignored).
@@ -35,7 +35,7 @@ fn err<R>(code: ErrorCode) -> Reply<R> {
     Reply::Err(RpcError::new(code))
 }
 
-/// `login` (PROTOCOL.md §4). Own errors in order: ALREADY_LOGGED_IN,
+/// `login` (docs/protocol.md §4). Own errors in order: ALREADY_LOGGED_IN,
 /// TOKEN_INVALID, RATE_LIMITED (throttle), INVALID_CREDENTIALS, LOGIN_IN_PROGRESS.
 pub fn login(In(req): In<Request<LoginParams>>, mut ctx: SessionCtx) -> Reply<LoginResult> {
     let entity = req.entity();
@@ -72,7 +72,7 @@ pub fn login(In(req): In<Request<LoginParams>>, mut ctx: SessionCtx) -> Reply<Lo
 /// Params of methods that take only the token (checked by the gate).
 pub type TokenParams = NoParams;
 
-/// `logout` **auth** (PROTOCOL.md §4): ends the session; the connection stays
+/// `logout` **auth** (docs/protocol.md §4): ends the session; the connection stays
 /// open. While kicking it is answered, then the kick ends (§6).
 pub fn logout(In(req): In<Request<TokenParams>>, mut ctx: SessionCtx) -> Reply<Empty> {
     let entity = req.entity();
@@ -97,7 +97,7 @@ pub struct SaveParams {
     pub data: Map<String, Value>,
 }
 
-/// `userdata_save` **auth** (PROTOCOL.md §4): appends a version; answered
+/// `userdata_save` **auth** (docs/protocol.md §4): appends a version; answered
 /// after the commit. `data` over `max_userdata_bytes` (compact JSON) is -32602.
 pub fn userdata_save(In(req): In<Request<SaveParams>>, mut ctx: SessionCtx) -> Reply<SaveResult> {
     let Some(account_id) = ctx.session(req.entity()).and_then(|s| s.account()).map(|a| a.id) else {
@@ -114,7 +114,7 @@ pub fn userdata_save(In(req): In<Request<SaveParams>>, mut ctx: SessionCtx) -> R
     }
 }
 
-/// `userdata_load` **auth** (PROTOCOL.md §4): the newest version, or NO_USERDATA.
+/// `userdata_load` **auth** (docs/protocol.md §4): the newest version, or NO_USERDATA.
 pub fn userdata_load(In(req): In<Request<TokenParams>>, mut ctx: SessionCtx) -> Reply<Empty> {
     let Some(account_id) = ctx.session(req.entity()).and_then(|s| s.account()).map(|a| a.id) else {
         return err(ErrorCode::NotLoggedIn);
@@ -134,7 +134,7 @@ pub struct RegisterParams {
     pub password: String,
 }
 
-/// `register` (PROTOCOL.md §4): ALREADY_LOGGED_IN, then INVALID_ACCOUNT, then
+/// `register` (docs/protocol.md §4): ALREADY_LOGGED_IN, then INVALID_ACCOUNT, then
 /// ACCOUNT_EXISTS. Does not log in.
 pub fn register(In(req): In<Request<RegisterParams>>, mut ctx: SessionCtx) -> Reply<RegisterResult> {
     if ctx.session(req.entity()).is_some_and(|s| s.is_logged_in()) {
@@ -159,7 +159,7 @@ pub struct ChangePasswordParams {
     pub new_password: String,
 }
 
-/// `change_password` **auth** (PROTOCOL.md §4): INVALID_ACCOUNT for a bad new
+/// `change_password` **auth** (docs/protocol.md §4): INVALID_ACCOUNT for a bad new
 /// password, then INVALID_CREDENTIALS for a wrong old one. Keeps the session.
 pub fn change_password(In(req): In<Request<ChangePasswordParams>>, mut ctx: SessionCtx) -> Reply<Empty> {
     let Some(account_id) = ctx.session(req.entity()).and_then(|s| s.account()).map(|a| a.id) else {

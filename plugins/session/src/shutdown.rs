@@ -1,4 +1,4 @@
-//! Graceful shutdown (PROTOCOL.md §6, "Shutdown"; CLI.md: exit status 0).
+//! Graceful shutdown (docs/protocol.md §6, "Shutdown"; docs/cli.md: exit status 0).
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ pub use portcullis_store::Account;
 
 use crate::token::Token;
 
-/// The session of one connection (PROTOCOL.md §6). Inserted on every
+/// The session of one connection (docs/protocol.md §6). Inserted on every
 /// connection entity by `SessionPlugin` when it connects; changed only by the
 /// transitions in `machine.rs`.
 ///
@@ -20,7 +20,7 @@ use crate::token::Token;
 pub struct Session {
     pub(crate) state: SessionState,
     /// The idle timer counts from the later of this and the last frame
-    /// (it restarts when a takeover login is answered, PROTOCOL.md §6).
+    /// (it restarts when a takeover login is answered, docs/protocol.md §6).
     pub(crate) idle_base: Duration,
     /// `userdata_save` requests of this session waiting on the store.
     pub(crate) saves_in_flight: u32,
@@ -29,7 +29,7 @@ pub struct Session {
     pub(crate) next_check: Option<Duration>,
 }
 
-/// The life-cycle states of PROTOCOL.md §6.
+/// The life-cycle states of docs/protocol.md §6.
 #[derive(Debug)]
 pub enum SessionState {
     /// Connected, not logged in; closed with `login_timeout` at `deadline`
@@ -39,7 +39,7 @@ pub enum SessionState {
         deadline: Duration,
     },
     /// A valid login for `account` waits for the account's other session to
-    /// go (duplicate login, PROTOCOL.md §6 steps 2–6). No deadline applies.
+    /// go (duplicate login, docs/protocol.md §6 steps 2–6). No deadline applies.
     WaitingTakeover {
         /// The account being taken over.
         account: Account,
@@ -131,7 +131,7 @@ impl Session {
 #[derive(Resource, Default, Debug)]
 pub struct SessionIndex {
     pub(crate) by_account: HashMap<i64, Entity>,
-    /// Lower-cased account name → entity (names compare case-insensitively, PROTOCOL.md §4).
+    /// Lower-cased account name → entity (names compare case-insensitively, docs/protocol.md §4).
     pub(crate) by_name: HashMap<String, Entity>,
     pub(crate) by_token: HashMap<Token, Entity>,
     pub(crate) takeovers: HashMap<i64, Entity>,

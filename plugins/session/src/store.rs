@@ -52,9 +52,9 @@ pub(crate) enum PendingOp {
     },
 }
 
-/// Requests waiting on the store, by tag (the `PendingRpc` of DESIGN.md).
+/// Requests waiting on the store, by tag (the `PendingRpc` of docs/architecture.md).
 /// Each connection has at most one: a request waiting on the store holds the
-/// connection's later frames (requests apply in arrival order, PROTOCOL.md §2).
+/// connection's later frames (requests apply in arrival order, docs/protocol.md §2).
 #[derive(Resource, Default, Debug)]
 pub struct PendingStore {
     next_tag: u64,
@@ -176,7 +176,7 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
                         );
                     }
                     ctx.rpc.respond(reply_to, Ok(SaveResult { version: saved.version, saved_at }));
-                    // PROTOCOL.md §6: a kicked session's save, once answered, ends the kick.
+                    // docs/protocol.md §6: a kicked session's save, once answered, ends the kick.
                     if kicking {
                         ctx.end_kick(entity);
                     }

@@ -1,4 +1,4 @@
-//! Session tokens (PROTOCOL.md §4): 64 lowercase hex characters, held only in memory.
+//! Session tokens (docs/protocol.md §4): 64 lowercase hex characters, held only in memory.
 
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};

@@ -12,7 +12,7 @@
 //!   with [`WriteFailure::Conflict`] when that is no longer the newest
 //!   version or when a client save is on its way to the store — re-read
 //!   [`UserData`] and apply the change again;
-//! - a client's `userdata_save` is always applied (PROTOCOL.md §4); after a
+//! - a client's `userdata_save` is always applied (docs/protocol.md §4); after a
 //!   server-side write commits, the client is sent a `userdata_changed`
 //!   notification (`{"version":N,"saved_at":S}`) so it reloads before its
 //!   next save;

@@ -12,7 +12,7 @@ const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 6..=64;
 /// Bytes of random salt per hash.
 const SALT_BYTES: usize = 16;
 
-/// Which registration rule (PROTOCOL.md §4, `INVALID_ACCOUNT`) a name or
+/// Which registration rule (docs/protocol.md §4, `INVALID_ACCOUNT`) a name or
 /// password breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AccountRuleError {

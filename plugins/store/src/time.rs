@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// (9999-12-31T23:59:59.999Z).
 const MAX_FORMATTED_MS: i64 = 253_402_300_799_999;
 
-/// Formats Unix milliseconds as PROTOCOL.md's `saved_at`: exactly
+/// Formats Unix milliseconds as docs/protocol.md's `saved_at`: exactly
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, in UTC.
 ///
 /// Times before 1970 or after year 9999 cannot be written that way and are

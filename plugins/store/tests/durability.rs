@@ -1,5 +1,5 @@
 //! An acknowledged save survives `kill -9` of the server process
-//! (PROTOCOL.md §4). If this fails, players lose progress the server told
+//! (docs/protocol.md §4). If this fails, players lose progress the server told
 //! them was saved.
 //!
 //! The test runs its own executable again as a child that saves as fast as

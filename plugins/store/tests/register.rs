@@ -58,7 +58,7 @@ fn racing_registrations_have_one_winner() {
     assert_eq!((won, lost), (1, 7), "{replies:?}");
 }
 
-/// PROTOCOL.md §4: account `^[0-9A-Za-z]{6,16}$`, password 6 to 64 characters.
+/// docs/protocol.md §4: account `^[0-9A-Za-z]{6,16}$`, password 6 to 64 characters.
 #[test]
 fn register_rules() {
     use AccountRuleError::{AccountName, PasswordLength};

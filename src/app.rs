@@ -72,7 +72,7 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 rate_burst: args.rate_burst,
                 ..NetConfig::default()
             },
-            rpc: RpcConfig { max_protocol_errors: args.max_protocol_errors },
+            rpc: RpcConfig { max_protocol_errors: args.max_protocol_errors, max_batch: args.max_batch as usize },
             session: SessionConfig {
                 login_timeout: args.login_timeout,
                 kick_save_timeout: args.kick_save_timeout,

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// Portcullis: a headless game server (JSON-RPC over TCP, SQLite accounts,
 /// one session per account).
@@ -105,8 +106,11 @@ pub struct ServeArgs {
     /// argon2id time cost for new password hashes.
     #[arg(long, env = "PORTCULLIS_ARGON2_ITERATIONS", default_value_t = 2)]
     pub argon2_iterations: u32,
+    /// Most members of one JSON-RPC batch (docs/protocol.md §2).
+    #[arg(long, env = "PORTCULLIS_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch: u32,
     /// Do not create netease1..3 in a new database.
-    #[arg(long, env = "PORTCULLIS_NO_DEMO_ACCOUNTS")]
+    #[arg(long, env = "PORTCULLIS_NO_DEMO_ACCOUNTS", action = ArgAction::SetTrue, value_parser = switch())]
     pub no_demo_accounts: bool,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
@@ -115,15 +119,21 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_METRICS_EVERY", default_value = "10s", value_parser = parse_positive_duration)]
     pub metrics_every: Duration,
     /// One transaction per write instead of group commit (only to measure what group commit buys).
-    #[arg(long, env = "PORTCULLIS_NO_GROUP_COMMIT", hide = true)]
+    #[arg(long, env = "PORTCULLIS_NO_GROUP_COMMIT", action = ArgAction::SetTrue, value_parser = switch(), hide = true)]
     pub no_group_commit: bool,
     /// `PRAGMA synchronous=FULL`: an fsync per commit (to measure what group commit buys then).
-    #[arg(long, env = "PORTCULLIS_SYNCHRONOUS_FULL", hide = true)]
+    #[arg(long, env = "PORTCULLIS_SYNCHRONOUS_FULL", action = ArgAction::SetTrue, value_parser = switch(), hide = true)]
     pub synchronous_full: bool,
     /// Shut down gracefully when standard input reaches end of file (used by
     /// `bench`, so that a server it started never outlives it).
-    #[arg(long, env = "PORTCULLIS_STOP_ON_STDIN_EOF", hide = true)]
+    #[arg(long, env = "PORTCULLIS_STOP_ON_STDIN_EOF", action = ArgAction::SetTrue, value_parser = switch(), hide = true)]
     pub stop_on_stdin_eof: bool,
+}
+
+/// The value parser of every switch: given as a variable it takes `true`,
+/// `false`, `1` or `0` (docs/cli.md; also `yes`/`no`, `on`/`off`).
+fn switch() -> BoolishValueParser {
+    BoolishValueParser::new()
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -186,4 +196,36 @@ pub enum AccountAction {
         #[arg(long)]
         password: Option<String>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every switch of `serve`, present and future, takes `true`, `false`,
+    /// `1` and `0` from its variable (docs/cli.md). clap reads a variable
+    /// through the switch's value parser; this feeds the same parser the
+    /// four values (as an explicit value, since the process environment is
+    /// not the test's to change).
+    #[test]
+    fn every_switch_takes_true_false_1_0_from_its_variable() {
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").expect("serve").clone();
+        let switches: Vec<clap::Arg> =
+            serve.get_arguments().filter(|a| matches!(a.get_action(), ArgAction::SetTrue)).cloned().collect();
+        assert!(switches.len() >= 4, "found {} switches", switches.len());
+        for arg in switches {
+            let env = arg.get_env().expect("every serve flag has a variable").to_string_lossy().into_owned();
+            let long = arg.get_long().expect("a long flag").to_owned();
+            let probe =
+                clap::Command::new("probe").arg(arg.clone().action(ArgAction::Set).num_args(1).env(None::<&str>));
+            for (value, expected) in [("true", true), ("false", false), ("1", true), ("0", false)] {
+                let matches = probe.clone().try_get_matches_from(["probe", &format!("--{long}"), value]);
+                let matches = matches.unwrap_or_else(|e| panic!("{env}={value}: {e}"));
+                assert_eq!(matches.get_one::<bool>(arg.get_id().as_str()), Some(&expected), "{env}={value}");
+            }
+        }
+    }
 }

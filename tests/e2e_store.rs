@@ -140,6 +140,25 @@ async fn no_demo_accounts_rejects_netease1() {
     }
 }
 
+/// If this failed, `PORTCULLIS_NO_DEMO_ACCOUNTS=1` (or `=0`) in a service
+/// file would stop the server from starting (exit 2) instead of switching
+/// the demo accounts off (or on): a switch given as a variable takes
+/// `true`, `false`, `1` or `0` (docs/cli.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_demo_accounts_variable_takes_true_false_1_0() {
+    for (value, demo) in [("1", false), ("0", true), ("true", false), ("false", true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start_with_env(&dir.path().join("p.db"), &[], &[("PORTCULLIS_NO_DEMO_ACCOUNTS", value)]);
+        let mut conn = server.connect().await;
+        let response = conn.call("login", json!({"account": "netease1", "password": "123"})).await;
+        if demo {
+            token_of(&response["result"]);
+        } else {
+            assert_eq!(error_code(&response), INVALID_CREDENTIALS, "PORTCULLIS_NO_DEMO_ACCOUNTS={value}: {response}");
+        }
+    }
+}
+
 /// If this failed, the demo accounts promised for a new database
 /// (docs/protocol.md §4) would be missing, and the try-it instructions would fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

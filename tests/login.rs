@@ -861,6 +861,30 @@ fn change_password_new_password_rule_comes_first() {
     assert_login_result(&login(&mut server, &mut client, "netease1", &"é".repeat(64)), "netease1");
 }
 
+/// A hijacked session cannot brute-force its account's password through
+/// `change_password`: each wrong `old_password` counts against the peer's
+/// address like a failed password login, so after `login_fail_limit` (5)
+/// of them `change_password` (and password logins from that address) get
+/// `RATE_LIMITED`, even with the right old password, until the window
+/// passes (docs/protocol.md §4).
+#[test]
+fn wrong_old_passwords_throttle_change_password() {
+    let mut server = patient_server();
+    let home: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let mut client = server.connect_from(home);
+    let token = server.login(&mut client, "netease1", "123");
+    let change = |old: &str| json!({"token": token, "old_password": old, "new_password": "abcdef"});
+    for _ in 0..5 {
+        assert_error(&server.request(&mut client, "change_password", change("guess")), 1002);
+    }
+    assert_error(&server.request(&mut client, "change_password", change("123")), 1007);
+    let mut other = server.connect_from("127.0.0.1:40002".parse().unwrap());
+    assert_error(&login(&mut server, &mut other, "netease2", "123"), 1007);
+    assert_eq!(state(&server, &client), Some("logged_in"));
+    server.advance(Duration::from_secs(300));
+    assert_empty_result(&server.request(&mut client, "change_password", change("123")));
+}
+
 /// `change_password` is an auth method: `NOT_LOGGED_IN`, then `-32602 token`,
 /// then `TOKEN_INVALID`, then its params types (`-32602` naming
 /// `old_password` / `new_password`).

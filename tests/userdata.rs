@@ -537,3 +537,32 @@ fn token_never_appears_in_the_database_files() {
         }
     }
 }
+
+/// A save system must not change numbers: every number comes back with the
+/// digits it was written with — beyond 64 bits, beyond f64's range, `-0`
+/// and decimals — and `1e400` (valid JSON) is accepted, not `-32700`
+/// (docs/protocol.md §4). If this failed, a game's big counters or exact
+/// decimals would silently change on the next load.
+#[test]
+fn numbers_round_trip_exactly() {
+    let mut server = TestServer::new();
+    let (mut client, token) = logged_in(&mut server, "netease1");
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":"s","method":"userdata_save","params":{{"token":"{token}","data":{{"big":18446744073709551617,"neg_zero":-0,"huge":1e400,"tenth":0.1,"list":[-0.0,1E+2,123456789012345678901234567890]}}}}}}"#
+    );
+    client.send_line(&line);
+    let saved = server.wait_message(&mut client, |m| m["id"] == "s");
+    assert_saved(&saved, 1);
+    // Read the raw line: a parsed value would normalise the numbers itself.
+    client
+        .raw
+        .send_line(&format!(r#"{{"jsonrpc":"2.0","id":"l","method":"userdata_load","params":{{"token":"{token}"}}}}"#));
+    let mut data = String::new();
+    assert!(server.step_until(|_| {
+        data = client.raw.recv_lines().concat();
+        !data.is_empty()
+    }));
+    for digits in ["18446744073709551617", "-0,", "1e400", "0.1", "-0.0", "1E+2", "123456789012345678901234567890"] {
+        assert!(data.contains(digits), "{digits} did not come back as written: {data}");
+    }
+}

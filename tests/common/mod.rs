@@ -40,6 +40,12 @@ impl Server {
     /// Starts the binary on `db` with the base flags plus `extra`, and waits
     /// for its `listening on 127.0.0.1:PORT` line (docs/cli.md).
     pub fn start(db: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(db, extra, &[])
+    }
+
+    /// [`Server::start`] with `PORTCULLIS_*` variables set for the child
+    /// (every other `PORTCULLIS_*` variable of the test's environment removed).
+    pub fn start_with_env(db: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         command.args(BASE_ARGS).arg("--db").arg(db).args(extra);
         for (key, _) in std::env::vars_os() {
@@ -47,6 +53,7 @@ impl Server {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn the portcullis binary");
 

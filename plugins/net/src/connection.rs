@@ -241,6 +241,16 @@ pub struct Inbox {
     pub(crate) bucket: RateBucket,
 }
 
+impl Inbox {
+    /// Takes one rate token for a unit of input that arrived inside a frame
+    /// already admitted, at `now` (`Time<Real>` elapsed): the members after
+    /// the first of a JSON-RPC batch each cost their own token
+    /// (docs/protocol.md §2). Same rules as a frame's admission on arrival.
+    pub fn admit(&mut self, now: Duration, config: &crate::NetConfig) -> Admission {
+        self.bucket.admit(now, config.rate_limit, config.rate_burst)
+    }
+}
+
 /// Per-connection token bucket plus the window of recent refusals.
 #[derive(Debug, Default)]
 pub(crate) struct RateBucket {

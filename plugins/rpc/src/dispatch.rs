@@ -1,66 +1,96 @@
 //! The dispatcher: pops frames from connection inboxes in arrival order and
-//! runs the registered methods (docs/protocol.md §2–3).
+//! runs the registered methods (docs/protocol.md §2–3), one message at a
+//! time or, for a batch, one member at a time.
 
 use bevy_ecs::prelude::*;
-use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, ReadyInboxes};
+use bevy_time::{Real, Time};
+use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, NetConfig, ReadyInboxes};
 
 use crate::RpcConfig;
-use crate::envelope::{Envelope, RequestId, error_line, parse_frame, result_line};
+use crate::batch::Batch;
+use crate::envelope::{Envelope, Invalid, Message, RequestId, error_line, parse_message, result_line};
 use crate::error::{ErrorCode, RpcError};
 use crate::reason::DisconnectReason;
 use crate::registry::{Call, GateInput, Outcome, ReplyTo, RpcGates, RpcMethods};
-use crate::reply::{RpcState, send_disconnect};
+use crate::reply::{RpcState, close_with_goodbye};
 
 /// Monotonic ticket source for dispatched requests.
 #[derive(Resource, Default)]
 pub(crate) struct Tickets(u64);
 
+/// What the dispatcher reads once per frame.
+struct Context {
+    methods: RpcMethods,
+    gates: RpcGates,
+    config: RpcConfig,
+    net: NetConfig,
+    now: std::time::Duration,
+}
+
+/// Where the answer to one message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Straight to the connection.
+    Direct,
+    /// Into the entries of the connection's executing batch.
+    Batch,
+}
+
+/// Whether the connection goes on after one message.
+enum Flow {
+    Continue,
+    /// The message closes the connection with this reason (a batch ends
+    /// here: its entries so far are sent, then `disconnected`).
+    Close(DisconnectReason),
+}
+
 /// Dispatches the waiting frames of every connection marked in
 /// [`ReadyInboxes`] that is neither closing nor held by an unanswered
-/// request, in arrival order per connection. Only marked connections are
-/// visited, so idle connections cost nothing. Runs in [`crate::RpcSet::Dispatch`].
+/// request, in arrival order per connection; a batch's members run before
+/// the frames after it. Only marked connections are visited, so idle
+/// connections cost nothing. Runs in [`crate::RpcSet::Dispatch`].
 pub fn dispatch_frames(world: &mut World) {
     let ready = world.resource_mut::<ReadyInboxes>().take_pending();
     if ready.is_empty() {
         return;
     }
-    let methods = world.resource::<RpcMethods>().clone();
-    let gates = world.resource::<RpcGates>().clone();
-    let config = world.resource::<RpcConfig>().clone();
+    let ctx = Context {
+        methods: world.resource::<RpcMethods>().clone(),
+        gates: world.resource::<RpcGates>().clone(),
+        config: world.resource::<RpcConfig>().clone(),
+        net: world.resource::<NetConfig>().clone(),
+        now: world.resource::<Time<Real>>().elapsed(),
+    };
     for &entity in &ready {
-        while let Ok(mut entity_ref) = world.get_entity_mut(entity) {
+        while let Ok(entity_ref) = world.get_entity(entity) {
             if entity_ref.get::<Connection>().is_none_or(Connection::is_closing)
                 || entity_ref.get::<RpcState>().is_some_and(RpcState::is_held)
             {
                 break;
             }
-            let Some(item) = entity_ref.get_mut::<Inbox>().and_then(|mut inbox| inbox.items.pop_front()) else {
+            if let Some(member) = next_batch_member(world, entity, &ctx) {
+                let (parsed, admission) = member;
+                let flow = handle_message(world, entity, parsed, admission, Target::Batch, &ctx);
+                finish_step(world, entity, flow);
+                continue;
+            }
+            let Some(item) = world.get_mut::<Inbox>(entity).and_then(|mut inbox| inbox.items.pop_front()) else {
                 break;
             };
             match item {
                 InboxItem::TooLarge => {
-                    let line = error_line(
-                        &RequestId::Null,
-                        &RpcError::with_message(ErrorCode::InvalidRequest, "frame too large"),
-                    );
-                    if let Some(conn) = world.get::<Connection>(entity) {
-                        conn.send(line);
-                        send_disconnect(conn, DisconnectReason::ProtocolError);
-                    }
-                }
-                InboxItem::Frame { bytes, admission: Admission::Admitted } => {
-                    handle_frame(world, entity, &bytes, &methods, &gates, &config);
+                    let error = RpcError::with_message(ErrorCode::InvalidRequest, "frame too large");
+                    answer(world, entity, Target::Direct, &RequestId::Null, Err(&error));
+                    close(world, entity, DisconnectReason::ProtocolError);
                 }
                 InboxItem::Frame { bytes, admission } => {
-                    // Not executed (docs/protocol.md §6): a request gets RATE_LIMITED, the rest is dropped.
-                    if let Ok(Envelope { id: Some(id), .. }) = parse_frame(&bytes) {
-                        send(world, entity, error_line(&id, &RpcError::new(ErrorCode::RateLimited)));
-                    }
-                    if admission == Admission::RefusedClose
-                        && let Some(conn) = world.get::<Connection>(entity)
-                    {
-                        send_disconnect(conn, DisconnectReason::RateLimited);
-                    }
+                    let flow = match parse_message(&bytes) {
+                        Message::Single(parsed) => {
+                            handle_message(world, entity, parsed, admission, Target::Direct, &ctx)
+                        }
+                        Message::Batch(members) => start_batch(world, entity, members, admission, &ctx),
+                    };
+                    finish_step(world, entity, flow);
                 }
             }
         }
@@ -68,50 +98,156 @@ pub fn dispatch_frames(world: &mut World) {
     world.resource_mut::<ReadyInboxes>().extend_visited(ready);
 }
 
-fn send(world: &World, entity: Entity, line: String) {
-    if let Some(conn) = world.get::<Connection>(entity) {
-        conn.send(line);
+/// The next member of the connection's executing batch and its admission:
+/// the first member uses the frame's own token, each later one takes its own.
+fn next_batch_member(
+    world: &mut World,
+    entity: Entity,
+    ctx: &Context,
+) -> Option<(Result<Envelope, Invalid>, Admission)> {
+    let mut state = world.get_mut::<RpcState>(entity)?;
+    let batch = state.executing_batch()?;
+    let (member, first_admission) = batch.next_member()?;
+    let admission = match first_admission {
+        Some(admission) => admission,
+        None => world.get_mut::<Inbox>(entity).map_or(Admission::Admitted, |mut inbox| inbox.admit(ctx.now, &ctx.net)),
+    };
+    Some((member, admission))
+}
+
+/// Starts a batch frame (docs/protocol.md §2): an empty one, or one over
+/// `max_batch`, gets a single `-32600` and runs nothing.
+fn start_batch(
+    world: &mut World,
+    entity: Entity,
+    members: Vec<Result<Envelope, Invalid>>,
+    admission: Admission,
+    ctx: &Context,
+) -> Flow {
+    let refusal = match (members.is_empty(), members.len() > ctx.config.max_batch) {
+        (true, _) => Some("empty batch"),
+        (_, true) => Some("batch too large"),
+        _ => None,
+    };
+    if let Some(message) = refusal {
+        if admission != Admission::Admitted {
+            return refused_close(admission);
+        }
+        let invalid =
+            Invalid { id: RequestId::Null, error: RpcError::with_message(ErrorCode::InvalidRequest, message) };
+        return protocol_error(world, entity, Target::Direct, &invalid, ctx);
+    }
+    if let Some(mut state) = world.get_mut::<RpcState>(entity) {
+        state.batches.push(Batch::new(members, admission));
+    }
+    Flow::Continue
+}
+
+/// After one message: close if it asked to, else send a batch whose every
+/// member is answered.
+fn finish_step(world: &mut World, entity: Entity, flow: Flow) {
+    match flow {
+        Flow::Close(reason) => close(world, entity, reason),
+        Flow::Continue => {
+            let line = world.get_mut::<RpcState>(entity).and_then(|mut state| state.take_finished_batch());
+            if let (Some(line), Some(conn)) = (line, world.get::<Connection>(entity)) {
+                conn.send(line);
+            }
+        }
     }
 }
 
-fn handle_frame(
+/// Sends `disconnected` (after the entries of any batch so far) and closes.
+fn close(world: &mut World, entity: Entity, reason: DisconnectReason) {
+    let Ok(mut entity_mut) = world.get_entity_mut(entity) else { return };
+    let batches = entity_mut.get_mut::<RpcState>().map(|mut state| state.take_batch_lines()).unwrap_or_default();
+    if let Some(conn) = entity_mut.get::<Connection>() {
+        close_with_goodbye(conn, batches, reason);
+    }
+}
+
+fn refused_close(admission: Admission) -> Flow {
+    if admission == Admission::RefusedClose { Flow::Close(DisconnectReason::RateLimited) } else { Flow::Continue }
+}
+
+/// Sends one answer (`Ok`: result JSON text) to `target`.
+fn answer(world: &mut World, entity: Entity, target: Target, id: &RequestId, result: Result<&str, &RpcError>) {
+    let line = match result {
+        Ok(json) => result_line(id, json),
+        Err(error) => error_line(id, error),
+    };
+    match target {
+        Target::Direct => {
+            if let Some(conn) = world.get::<Connection>(entity) {
+                conn.send(line);
+            }
+        }
+        Target::Batch => {
+            if let Some(mut state) = world.get_mut::<RpcState>(entity)
+                && let Some(batch) = state.batches.last_mut()
+            {
+                batch.push_entry(line);
+            }
+        }
+    }
+}
+
+/// A `-32700` / `-32600` answer; the one that reaches `max_protocol_errors` closes.
+fn protocol_error(world: &mut World, entity: Entity, target: Target, invalid: &Invalid, ctx: &Context) -> Flow {
+    answer(world, entity, target, &invalid.id, Err(&invalid.error));
+    let errors = world.get_mut::<RpcState>(entity).map(|mut s| {
+        s.protocol_errors += 1;
+        s.protocol_errors
+    });
+    if errors.is_some_and(|n| n >= ctx.config.max_protocol_errors) {
+        Flow::Close(DisconnectReason::ProtocolError)
+    } else {
+        Flow::Continue
+    }
+}
+
+/// Handles one message (a frame, or a member of a batch) as docs/protocol.md
+/// §3 orders the checks: rate limit, envelope, method, gates, then the method.
+fn handle_message(
     world: &mut World,
     entity: Entity,
-    bytes: &[u8],
-    methods: &RpcMethods,
-    gates: &RpcGates,
-    config: &RpcConfig,
-) {
-    let envelope = match parse_frame(bytes) {
+    parsed: Result<Envelope, Invalid>,
+    admission: Admission,
+    target: Target,
+    ctx: &Context,
+) -> Flow {
+    if admission != Admission::Admitted {
+        // Not executed (docs/protocol.md §6): a request gets RATE_LIMITED, the rest is dropped.
+        if let Ok(Envelope { id: Some(id), .. }) = &parsed {
+            answer(world, entity, target, id, Err(&RpcError::new(ErrorCode::RateLimited)));
+        }
+        return refused_close(admission);
+    }
+    let envelope = match parsed {
         Ok(envelope) => envelope,
-        Err(invalid) => {
-            send(world, entity, error_line(&invalid.id, &invalid.error));
-            let errors = world.get_mut::<RpcState>(entity).map(|mut s| {
-                s.protocol_errors += 1;
-                s.protocol_errors
-            });
-            if errors.is_some_and(|n| n >= config.max_protocol_errors)
-                && let Some(conn) = world.get::<Connection>(entity)
-            {
-                send_disconnect(conn, DisconnectReason::ProtocolError);
-            }
-            return;
-        }
+        Err(invalid) => return protocol_error(world, entity, target, &invalid, ctx),
     };
-    let Envelope { id, method, params } = envelope;
-    let Some(entry) = methods.get(&method) else {
+    let Envelope { id, method, params, params_raw, duplicate_param } = envelope;
+    let Some(entry) = ctx.methods.get(&method) else {
         if let Some(id) = &id {
-            send(world, entity, error_line(id, &RpcError::new(ErrorCode::MethodNotFound)));
+            answer(world, entity, target, id, Err(&RpcError::new(ErrorCode::MethodNotFound)));
         }
-        return;
+        return Flow::Continue;
     };
-    let input = GateInput { entity, method: &method, access: entry.access, params: &params, is_request: id.is_some() };
-    for gate in &gates.0 {
+    let input = GateInput {
+        entity,
+        method: &method,
+        access: entry.access,
+        params: &params,
+        is_request: id.is_some(),
+        duplicate_param: duplicate_param.as_deref(),
+    };
+    for gate in &ctx.gates.0 {
         if let Err(error) = gate(world, &input) {
             if let Some(id) = &id {
-                send(world, entity, error_line(id, &error));
+                answer(world, entity, target, id, Err(&error));
             }
-            return;
+            return Flow::Continue;
         }
     }
     let ticket = {
@@ -119,16 +255,25 @@ fn handle_frame(
         tickets.0 += 1;
         tickets.0
     };
+    // A batch member's answer may come from inside the handler or later
+    // (`Rpc::respond`): its entry is reserved before the handler runs.
+    if target == Target::Batch
+        && id.is_some()
+        && let Some(mut state) = world.get_mut::<RpcState>(entity)
+        && let Some(batch) = state.batches.last_mut()
+    {
+        batch.reserve_entry(ticket);
+    }
     let reply_to = ReplyTo { entity, id, ticket };
-    let outcome = (entry.invoke)(world, Call { reply_to: reply_to.clone(), params });
+    let outcome = (entry.invoke)(world, Call { reply_to: reply_to.clone(), params, params_raw, duplicate_param });
     match outcome {
         Outcome::Reply(result) => {
             if let Some(id) = &reply_to.id {
-                let line = match result {
-                    Ok(json) => result_line(id, &json),
-                    Err(error) => error_line(id, &error),
+                let line = match &result {
+                    Ok(json) => result_line(id, json),
+                    Err(error) => error_line(id, error),
                 };
-                send(world, entity, line);
+                deliver(world, &reply_to, line);
             }
         }
         Outcome::Later => {
@@ -136,7 +281,25 @@ fn handle_frame(
                 state.held.push(ticket);
             }
         }
-        Outcome::Handled => {}
+        Outcome::Handled => {
+            // Answered already, or deliberately never: no entry waits for it.
+            if let Some(mut state) = world.get_mut::<RpcState>(entity) {
+                state.cancel_entry(ticket);
+            }
+        }
+    }
+    Flow::Continue
+}
+
+/// Sends an answer to `to`: into its batch entry when it has one, else straight out.
+fn deliver(world: &mut World, to: &ReplyTo, line: String) {
+    let Ok(mut entity_mut) = world.get_entity_mut(to.entity) else { return };
+    let line = match entity_mut.get_mut::<RpcState>() {
+        Some(mut state) => state.fill_entry(to.ticket, line).line(),
+        None => Some(line),
+    };
+    if let (Some(line), Some(conn)) = (line, entity_mut.get::<Connection>()) {
+        conn.send(line);
     }
 }
 
@@ -163,7 +326,11 @@ pub fn close_finished_connections(
 ) {
     for entity in ready.take_visited() {
         let Ok((conn, inbox, state)) = query.get(entity) else { continue };
-        if inbox.eof && inbox.items.is_empty() && !conn.is_closing() && !state.is_some_and(RpcState::is_held) {
+        if inbox.eof
+            && inbox.items.is_empty()
+            && !conn.is_closing()
+            && !state.is_some_and(|s| s.is_held() || s.has_batches())
+        {
             conn.close();
         }
     }

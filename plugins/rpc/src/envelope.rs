@@ -1,13 +1,15 @@
 //! Parsing and validating one frame as a JSON-RPC 2.0 message (docs/protocol.md §1–2).
 
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{ErrorCode, RpcError};
 
 /// A request id: a string, a number without fraction or exponent in the
 /// signed 64-bit range, or `null` (docs/protocol.md §2). Echoed unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum RequestId {
     /// `"id": null` (still a request, answered with `"id": null`).
@@ -18,13 +20,28 @@ pub enum RequestId {
     String(String),
 }
 
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Self::from_value(&value).ok_or_else(|| serde::de::Error::custom("invalid JSON-RPC id"))
+    }
+}
+
 impl RequestId {
-    /// Reads an `id` member; `None` when it is not a valid id.
+    /// Reads an `id` member; `None` when it is not a valid id. A number is
+    /// valid only as written without fraction or exponent (`1`, `-0`), not
+    /// `1.0`, `1e3` or one beyond the signed 64-bit range (docs/protocol.md §2).
     pub fn from_value(value: &Value) -> Option<Self> {
         match value {
             Value::Null => Some(Self::Null),
             Value::String(s) => Some(Self::String(s.clone())),
-            Value::Number(n) => n.as_i64().filter(|_| !n.is_f64()).map(Self::Number),
+            Value::Number(n) => {
+                // Numbers keep the digits as written (serde_json `arbitrary_precision`).
+                let text = n.to_string();
+                let digits = text.strip_prefix('-').unwrap_or(&text);
+                let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+                if integer { text.parse().ok().map(Self::Number) } else { None }
+            }
             _ => None,
         }
     }
@@ -46,7 +63,7 @@ impl std::fmt::Display for RequestId {
 }
 
 /// A valid JSON-RPC request or notification.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Envelope {
     /// `Some` for a request (even `"id": null`), `None` for a notification.
     pub id: Option<RequestId>,
@@ -54,7 +71,26 @@ pub struct Envelope {
     pub method: String,
     /// `params` as sent: absent becomes `Value::Null`; its type is checked
     /// later, after the method and session checks (docs/protocol.md §3 order).
+    /// When `params` is not an object its content is not kept: an array
+    /// stands as `[]`, any other value as `false` (either is `-32602`).
     pub params: Value,
+    /// `params` exactly as written (`None` when absent), so that typed
+    /// params can keep raw JSON (`Box<RawValue>`) with every number as
+    /// written (docs/protocol.md §4, user data round-trips exactly).
+    pub params_raw: Option<Box<RawValue>>,
+    /// The first member name that appears twice at the top level of
+    /// `params`: such params are `-32602` naming it (docs/protocol.md §2).
+    pub duplicate_param: Option<String>,
+}
+
+impl PartialEq for Envelope {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.method == other.method
+            && self.params == other.params
+            && self.params_raw.as_deref().map(RawValue::get) == other.params_raw.as_deref().map(RawValue::get)
+            && self.duplicate_param == other.duplicate_param
+    }
 }
 
 /// A frame that is not a valid request: answered with this error and `id`,
@@ -67,70 +103,367 @@ pub struct Invalid {
     pub error: RpcError,
 }
 
-/// Parses one frame (docs/protocol.md §1–2):
-/// - invalid UTF-8 or JSON, or nesting 128 deep or more: `-32700`, id `null`;
-/// - a JSON array: `-32600 batch not supported`, id `null`;
-/// - not an object, a bad `id`, `jsonrpc` not `"2.0"`, `method` not a string:
-///   `-32600`, with the id when it was valid.
-pub fn parse_frame(bytes: &[u8]) -> Result<Envelope, Invalid> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|_| Invalid {
-        id: RequestId::Null,
-        error: RpcError::with_message(ErrorCode::ParseError, "parse error"),
-    })?;
-    let mut object = match value {
-        Value::Object(object) => object,
-        Value::Array(_) => {
-            return Err(Invalid {
-                id: RequestId::Null,
-                error: RpcError::with_message(ErrorCode::InvalidRequest, "batch not supported"),
-            });
-        }
-        _ => return Err(invalid_request(RequestId::Null, "not a request object")),
-    };
-    let id = match object.get("id") {
-        None => None,
-        Some(raw) => match RequestId::from_value(raw) {
-            Some(id) => Some(id),
-            // serde_json reads `-0` as a float; written without fraction or
-            // exponent it is still an integer id (docs/protocol.md §2).
-            None if raw.as_f64() == Some(0.0) && id_written_as_integer_zero(bytes) => Some(RequestId::Number(0)),
-            None => return Err(invalid_request(RequestId::Null, "invalid id")),
-        },
-    };
-    let answer_id = id.clone().unwrap_or(RequestId::Null);
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(invalid_request(answer_id, "jsonrpc must be \"2.0\""));
-    }
-    let method = match object.remove("method") {
-        Some(Value::String(method)) => method,
-        _ => return Err(invalid_request(answer_id, "method must be a string")),
-    };
-    let params = object.remove("params").unwrap_or(Value::Null);
-    Ok(Envelope { id, method, params })
+/// One frame, parsed (docs/protocol.md §2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// A single request or notification, or why it is not one.
+    Single(Result<Envelope, Invalid>),
+    /// A batch (the frame is a JSON array): each member parsed on its own,
+    /// in array order. May be empty; the caller applies `max_batch`.
+    Batch(Vec<Result<Envelope, Invalid>>),
 }
 
-/// Whether a top-level-looking `"id": -0` appears in the frame (only asked
-/// when the parsed id is a float zero, to tell `-0` from `0.0` or `-0e0`).
-fn id_written_as_integer_zero(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    while let Some(pos) = rest.windows(4).position(|w| w == b"\"id\"") {
-        let after = &rest[pos + 4..];
-        let after = after.trim_ascii_start();
-        if let Some(value) = after.strip_prefix(b":") {
-            let value = value.trim_ascii_start();
-            let end = value.iter().position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'));
-            let token = &value[..end.unwrap_or(value.len())];
-            if token == b"-0" || token == b"0" {
-                return true;
+/// Parses one frame (docs/protocol.md §1–2):
+/// - invalid UTF-8 or JSON, or nesting 128 deep or more: `-32700`, id `null`;
+/// - a JSON array: a batch, each member judged as below;
+/// - not an object, a member name twice in the object, a bad `id`,
+///   `jsonrpc` not `"2.0"`, `method` not a string: `-32600`, with the id
+///   when it was valid.
+///
+/// One pass over the bytes; numbers keep the digits they were written with.
+pub fn parse_message(bytes: &[u8]) -> Message {
+    if too_deep(bytes) {
+        return Message::Single(Err(parse_error()));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::Deserializer::deserialize_any(&mut deserializer, FrameVisitor).and_then(|frame| {
+        deserializer.end()?;
+        Ok(frame)
+    });
+    match parsed {
+        Ok(Frame::Single(object)) => Message::Single(object.into_envelope()),
+        Ok(Frame::Batch(members)) => Message::Batch(members.into_iter().map(Object::into_envelope).collect()),
+        Err(_) => Message::Single(Err(parse_error())),
+    }
+}
+
+fn parse_error() -> Invalid {
+    Invalid { id: RequestId::Null, error: RpcError::with_message(ErrorCode::ParseError, "parse error") }
+}
+
+/// Arrays and objects nested 128 or more deep anywhere in the frame
+/// (docs/protocol.md §1: `-32700`). Checked once over the bytes, so that
+/// every later parse of a part of the frame stays within serde_json's
+/// own limit. Brackets inside strings do not count.
+fn too_deep(bytes: &[u8]) -> bool {
+    const LIMIT: usize = 128;
+    let (mut depth, mut in_string, mut escaped) = (0_usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
             }
+            continue;
         }
-        rest = &rest[pos + 4..];
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth >= LIMIT {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
     false
 }
 
+/// Parses one frame that must be a single request (a batch is `-32600`).
+pub fn parse_frame(bytes: &[u8]) -> Result<Envelope, Invalid> {
+    match parse_message(bytes) {
+        Message::Single(result) => result,
+        Message::Batch(_) => Err(invalid_request(RequestId::Null, "batch not allowed here")),
+    }
+}
+
 fn invalid_request(id: RequestId, message: &str) -> Invalid {
     Invalid { id, error: RpcError::with_message(ErrorCode::InvalidRequest, message) }
+}
+
+/// The key serde_json's `arbitrary_precision` numbers arrive under when a
+/// visitor is asked for "any" value (a number looks like a one-entry map).
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// What one JSON value of a frame (or of a batch) was, before the JSON-RPC
+/// rules are applied.
+enum Object {
+    /// Not a JSON object.
+    NotObject,
+    /// An object: the members JSON-RPC reads, and whether a name repeated.
+    Request {
+        jsonrpc: Option<Value>,
+        id: Option<Value>,
+        method: Option<Value>,
+        params: Option<Box<RawValue>>,
+        /// Some member name repeated.
+        duplicate: bool,
+        /// `id` itself repeated.
+        duplicate_id: bool,
+    },
+}
+
+enum Frame {
+    Single(Object),
+    Batch(Vec<Object>),
+}
+
+/// `params` as read in the same pass: an object (with its first repeated
+/// top-level name), `null`, or something else.
+enum Params {
+    Object(serde_json::Map<String, Value>, Option<String>),
+    Null,
+    Array,
+    Scalar,
+}
+
+impl Object {
+    fn into_envelope(self) -> Result<Envelope, Invalid> {
+        let Object::Request { jsonrpc, id, method, params, duplicate, duplicate_id } = self else {
+            return Err(invalid_request(RequestId::Null, "not a request object"));
+        };
+        let id = match id {
+            None => None,
+            Some(raw) => match RequestId::from_value(&raw) {
+                Some(id) => Some(id),
+                None => return Err(invalid_request(RequestId::Null, "invalid id")),
+            },
+        };
+        // A repeated `id` makes the id unknowable: answer with null.
+        let answer_id = id.clone().filter(|_| !duplicate_id).unwrap_or(RequestId::Null);
+        if duplicate {
+            return Err(invalid_request(answer_id, "duplicate member name"));
+        }
+        if jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
+            return Err(invalid_request(answer_id, "jsonrpc must be \"2.0\""));
+        }
+        let method = match method {
+            Some(Value::String(method)) => method,
+            _ => return Err(invalid_request(answer_id, "method must be a string")),
+        };
+        let parsed = match &params {
+            None => Params::Null,
+            // Valid JSON within the depth limit already: this parse cannot fail.
+            Some(raw) => {
+                ParamsSeed.deserialize(&mut serde_json::Deserializer::from_str(raw.get())).map_err(|_| parse_error())?
+            }
+        };
+        let (value, duplicate_param) = match parsed {
+            Params::Null => (Value::Null, None),
+            Params::Object(map, duplicate) => (Value::Object(map), duplicate),
+            Params::Array => (Value::Array(Vec::new()), None),
+            Params::Scalar => (Value::Bool(false), None),
+        };
+        Ok(Envelope { id, method, params: value, params_raw: params, duplicate_param })
+    }
+}
+
+/// Member names seen so far in one object: a short list, a set past 8
+/// names (so a hostile object with many members costs linear time).
+#[derive(Default)]
+struct SeenNames {
+    few: Vec<String>,
+    many: std::collections::HashSet<String>,
+}
+
+impl SeenNames {
+    /// Records `name`; false when it was already there.
+    fn insert(&mut self, name: &str) -> bool {
+        if !self.many.is_empty() {
+            return self.many.insert(name.to_owned());
+        }
+        if self.few.iter().any(|n| n == name) {
+            return false;
+        }
+        self.few.push(name.to_owned());
+        if self.few.len() > 8 {
+            self.many.extend(self.few.drain(..));
+        }
+        true
+    }
+}
+
+/// Reads a whole frame: an object, an array of members, or anything else.
+struct FrameVisitor;
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = Frame;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Frame, A::Error> {
+        ObjectVisitor.visit_map(map).map(Frame::Single)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Frame, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = seq.next_element_seed(ObjectSeed)? {
+            members.push(member);
+        }
+        Ok(Frame::Batch(members))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Frame, E> {
+        Ok(Frame::Single(Object::NotObject))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Frame, E> {
+        Ok(Frame::Single(Object::NotObject))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Frame, E> {
+        Ok(Frame::Single(Object::NotObject))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Frame, E> {
+        Ok(Frame::Single(Object::NotObject))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Frame, E> {
+        Ok(Frame::Single(Object::NotObject))
+    }
+    fn visit_unit<E>(self) -> Result<Frame, E> {
+        Ok(Frame::Single(Object::NotObject))
+    }
+}
+
+/// One member of a batch.
+struct ObjectSeed;
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed {
+    type Value = Object;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Object, D::Error> {
+        deserializer.deserialize_any(ObjectVisitor)
+    }
+}
+
+/// Reads one value as a possible request object; anything else is
+/// `NotObject` (read in full, so nesting limits still apply).
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Object;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
+        let (mut jsonrpc, mut id, mut method, mut params) = (None, None, None, None);
+        let mut seen = SeenNames::default();
+        let (mut duplicate, mut duplicate_id) = (false, false);
+        let mut first = true;
+        while let Some(name) = map.next_key::<String>()? {
+            if std::mem::take(&mut first) && name == NUMBER_TOKEN {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(Object::NotObject);
+            }
+            if !seen.insert(&name) {
+                duplicate = true;
+                duplicate_id |= name == "id";
+            }
+            match name.as_str() {
+                "jsonrpc" => jsonrpc = Some(map.next_value::<Value>()?),
+                "id" => id = Some(map.next_value::<Value>()?),
+                "method" => method = Some(map.next_value::<Value>()?),
+                "params" => params = Some(map.next_value::<&'de RawValue>()?.to_owned()),
+                // Read in full (not skipped) so the nesting limit holds here too.
+                _ => drop(map.next_value::<Value>()?),
+            }
+        }
+        Ok(Object::Request { jsonrpc, id, method, params, duplicate, duplicate_id })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Object, A::Error> {
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(Object::NotObject)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Object, E> {
+        Ok(Object::NotObject)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Object, E> {
+        Ok(Object::NotObject)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Object, E> {
+        Ok(Object::NotObject)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Object, E> {
+        Ok(Object::NotObject)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Object, E> {
+        Ok(Object::NotObject)
+    }
+    fn visit_unit<E>(self) -> Result<Object, E> {
+        Ok(Object::NotObject)
+    }
+}
+
+/// Reads `params`, noting the first top-level name that repeats.
+struct ParamsSeed;
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed {
+    type Value = Params;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Params, D::Error> {
+        deserializer.deserialize_any(ParamsVisitor)
+    }
+}
+
+struct ParamsVisitor;
+
+impl<'de> Visitor<'de> for ParamsVisitor {
+    type Value = Params;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("params")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+        let mut members = serde_json::Map::new();
+        let mut duplicate = None;
+        let mut first = true;
+        while let Some(name) = map.next_key::<String>()? {
+            if std::mem::take(&mut first) && name == NUMBER_TOKEN {
+                map.next_value::<IgnoredAny>()?;
+                return Ok(Params::Scalar);
+            }
+            let value = map.next_value::<Value>()?;
+            if let Some(_earlier) = members.insert(name.clone(), value)
+                && duplicate.is_none()
+            {
+                duplicate = Some(name);
+            }
+        }
+        Ok(Params::Object(members, duplicate))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Params, A::Error> {
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(Params::Array)
+    }
+
+    fn visit_unit<E>(self) -> Result<Params, E> {
+        Ok(Params::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Params, E> {
+        Ok(Params::Scalar)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Params, E> {
+        Ok(Params::Scalar)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Params, E> {
+        Ok(Params::Scalar)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Params, E> {
+        Ok(Params::Scalar)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Params, E> {
+        Ok(Params::Scalar)
+    }
 }
 
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` where `result_json` is JSON text.
@@ -227,8 +560,6 @@ mod tests {
 
     #[test]
     fn invalid_requests() {
-        assert_eq!(code(b"[]"), (-32600, RequestId::Null));
-        assert_eq!(parse_frame(b"[1]").expect_err("batch").error.message, "batch not supported");
         assert_eq!(code(b"42"), (-32600, RequestId::Null));
         assert_eq!(code(br#"{"id":1,"method":"ping"}"#), (-32600, RequestId::Number(1)));
         assert_eq!(code(br#"{"jsonrpc":"1.0","id":"a","method":"ping"}"#), (-32600, RequestId::String("a".into())));
@@ -241,8 +572,63 @@ mod tests {
         let env = parse_frame(br#"{"jsonrpc":"2.0","id":-0,"method":"p"}"#).expect("-0 is an integer");
         assert_eq!(env.id, Some(RequestId::Number(0)));
         assert_eq!(code(br#"{"jsonrpc":"2.0","id":-0.0,"method":"p"}"#), (-32600, RequestId::Null));
+        // Valid JSON (any size of number), but not an id: -32600, not -32700.
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":1e400,"method":"p"}"#), (-32600, RequestId::Null));
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"p"}"#), (-32600, RequestId::Null));
         let env = parse_frame(br#"{"jsonrpc":"2.0","id":-9223372036854775808,"method":"p"}"#).expect("i64 min");
         assert_eq!(env.id, Some(RequestId::Number(i64::MIN)));
+    }
+
+    #[test]
+    fn duplicate_member_names() {
+        // In the request object: -32600, with the id unless the id repeats.
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}"#), (-32600, RequestId::Number(1)));
+        assert_eq!(code(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"a"}"#), (-32600, RequestId::Null));
+        assert_eq!(code(br#"{"jsonrpc":"2.0","method":"a","x":1,"x":2}"#), (-32600, RequestId::Null));
+        // In params (top level only): kept for a -32602 naming it.
+        let env = parse_frame(br#"{"jsonrpc":"2.0","id":1,"method":"a","params":{"token":"bad","token":"live"}}"#)
+            .expect("valid envelope");
+        assert_eq!(env.duplicate_param.as_deref(), Some("token"));
+        let env = parse_frame(br#"{"jsonrpc":"2.0","id":1,"method":"a","params":{"d":{"x":1,"x":2}}}"#)
+            .expect("valid envelope");
+        assert_eq!(env.duplicate_param, None, "only the top level of params counts");
+        // Many names: still found (the set past 8 names).
+        let names: Vec<String> = (0..20).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let frame = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"a","params":{{{},"k3":0}}}}"#, names.join(","));
+        assert_eq!(parse_frame(frame.as_bytes()).expect("valid").duplicate_param.as_deref(), Some("k3"));
+        let frame = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"a",{},"k17":0}}"#, names.join(","));
+        assert_eq!(code(frame.as_bytes()), (-32600, RequestId::Number(1)));
+    }
+
+    #[test]
+    fn numbers_keep_their_digits() {
+        let frame =
+            br#"{"jsonrpc":"2.0","id":1,"method":"a","params":{"a":18446744073709551617,"b":-0,"c":1e400,"d":0.1}}"#;
+        let env = parse_frame(frame).expect("valid");
+        let raw = env.params_raw.as_deref().map(RawValue::get);
+        assert_eq!(raw, Some(r#"{"a":18446744073709551617,"b":-0,"c":1e400,"d":0.1}"#));
+        assert_eq!(env.params["a"].to_string(), "18446744073709551617", "beyond 64 bits in the parsed value too");
+    }
+
+    #[test]
+    fn batches() {
+        assert_eq!(parse_message(b"[]"), Message::Batch(Vec::new()));
+        let Message::Batch(members) =
+            parse_message(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},1,[],{"jsonrpc":"2.0","method":"b"}]"#)
+        else {
+            panic!("a batch")
+        };
+        assert_eq!(members.len(), 4);
+        assert_eq!(members[0].as_ref().expect("valid").id, Some(RequestId::Number(1)));
+        assert_eq!(members[1].as_ref().expect_err("not an object").error.code.code(), -32600);
+        assert_eq!(members[2].as_ref().expect_err("not an object").error.code.code(), -32600);
+        assert_eq!(members[3].as_ref().expect("valid").id, None);
+        // Invalid JSON anywhere in the batch: one -32700 for the frame.
+        assert_eq!(code(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},"#), (-32700, RequestId::Null));
+        assert_eq!(code(b"[1]"), (-32600, RequestId::Null));
+        // Nesting is counted over the whole frame, batch brackets included.
+        let deep = format!("[{}{}]", "[".repeat(127), "]".repeat(127));
+        assert_eq!(code(deep.as_bytes()), (-32700, RequestId::Null));
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //! parameter, which also sends notifications.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod builtins;
 mod dispatch;
 mod envelope;
 mod error;
+mod json_text;
 mod reason;
 mod registry;
 mod reply;
@@ -25,6 +27,7 @@ pub use builtins::*;
 pub use dispatch::*;
 pub use envelope::*;
 pub use error::*;
+pub use json_text::*;
 pub use reason::*;
 pub use registry::*;
 pub use reply::*;
@@ -42,11 +45,14 @@ pub enum RpcSet {
 pub struct RpcConfig {
     /// Protocol errors (`-32700`, `-32600` answers) before a close (docs/protocol.md §1).
     pub max_protocol_errors: u32,
+    /// Most members of one batch; a longer batch gets one `-32600 batch too
+    /// large` and nothing of it runs (docs/protocol.md §2, `--max-batch`).
+    pub max_batch: usize,
 }
 
 impl Default for RpcConfig {
     fn default() -> Self {
-        Self { max_protocol_errors: 16 }
+        Self { max_protocol_errors: 16, max_batch: 64 }
     }
 }
 

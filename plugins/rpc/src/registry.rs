@@ -111,6 +111,10 @@ pub struct Empty {}
 pub(crate) struct Call {
     pub reply_to: ReplyTo,
     pub params: Value,
+    /// `params` as written.
+    pub params_raw: Option<Box<serde_json::value::RawValue>>,
+    /// A top-level name repeated in `params` (`-32602` naming it).
+    pub duplicate_param: Option<String>,
 }
 
 /// What came of invoking a method.
@@ -165,6 +169,9 @@ pub struct GateInput<'a> {
     pub params: &'a Value,
     /// Whether the message is a request (`false` for a notification).
     pub is_request: bool,
+    /// A member name that appears twice at the top level of `params`; a
+    /// gate that reads that member answers `-32602` naming it (docs/protocol.md §2).
+    pub duplicate_param: Option<&'a str>,
 }
 
 /// A check run before every registered method, in registration order; the
@@ -233,7 +240,10 @@ impl RpcAppExt for App {
         let system: SystemId<In<Request<P>>, O> = self.world_mut().register_system(handler);
         let method_name = name.clone();
         let invoke: Invoke = Arc::new(move |world: &mut World, call: Call| {
-            let params = match parse_params::<P>(call.params) {
+            if let Some(field) = call.duplicate_param {
+                return Outcome::Reply(Err(RpcError::invalid_params(&field)));
+            }
+            let params = match parse_params_text::<P>(&call.params, call.params_raw.as_deref()) {
                 Ok(params) => params,
                 Err(error) => return Outcome::Reply(Err(error)),
             };
@@ -269,6 +279,27 @@ pub fn parse_params<P: DeserializeOwned>(params: Value) -> Result<P, RpcError> {
         _ => return Err(RpcError::invalid_params("params")),
     };
     serde_path_to_error::deserialize(params).map_err(|e| {
+        let field = first_segment(&e.path().to_string())
+            .or_else(|| missing_field(&e.inner().to_string()))
+            .unwrap_or_else(|| "params".to_owned());
+        RpcError::invalid_params(&field)
+    })
+}
+
+/// [`parse_params`] from the text of `params` (`kind` is its parsed
+/// value, for the type check), so typed params may keep raw JSON
+/// (`Box<RawValue>`) exactly as written.
+pub(crate) fn parse_params_text<P: DeserializeOwned>(
+    kind: &Value,
+    raw: Option<&serde_json::value::RawValue>,
+) -> Result<P, RpcError> {
+    let text = match (kind, raw) {
+        (Value::Object(_), Some(raw)) => raw.get(),
+        (Value::Null, _) => "{}",
+        _ => return Err(RpcError::invalid_params("params")),
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let field = first_segment(&e.path().to_string())
             .or_else(|| missing_field(&e.inner().to_string()))
             .unwrap_or_else(|| "params".to_owned());

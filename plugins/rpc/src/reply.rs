@@ -6,6 +6,7 @@ use portcullis_net::{Connection, FrameWaker, ReadyInboxes, SendStatus};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::batch::{Batch, Filled};
 use crate::envelope::{error_line, notification_line, result_line};
 use crate::error::{ErrorCode, RpcError};
 use crate::reason::DisconnectReason;
@@ -20,12 +21,61 @@ pub struct RpcState {
     /// Tickets of requests answered [`Reply::Later`](crate::Reply::Later)
     /// that still hold the connection's later frames.
     pub(crate) held: Vec<u64>,
+    /// Batches not answered yet, oldest first; only the last may still
+    /// have members to run (docs/protocol.md §2).
+    pub(crate) batches: Vec<Batch>,
 }
 
 impl RpcState {
     /// Whether an unanswered request holds the connection's later frames.
     pub fn is_held(&self) -> bool {
         !self.held.is_empty()
+    }
+
+    /// Whether a batch of this connection waits for members to run or for answers.
+    pub fn has_batches(&self) -> bool {
+        !self.batches.is_empty()
+    }
+
+    /// The batch whose members are still running, if any.
+    pub(crate) fn executing_batch(&mut self) -> Option<&mut Batch> {
+        self.batches.last_mut().filter(|b| b.is_executing())
+    }
+
+    /// The array of the last batch, once every member ran and was answered.
+    pub(crate) fn take_finished_batch(&mut self) -> Option<String> {
+        if self.batches.last().is_some_and(Batch::is_finished) {
+            return self.batches.pop().and_then(Batch::into_line);
+        }
+        None
+    }
+
+    /// Puts an answer into its batch entry, if `ticket` is a batch member's.
+    pub(crate) fn fill_entry(&mut self, ticket: u64, line: String) -> Filled {
+        let mut line = line;
+        for index in 0..self.batches.len() {
+            match self.batches[index].fill(ticket, line) {
+                Ok(()) if self.batches[index].is_finished() => {
+                    return Filled::Completed(self.batches.remove(index).into_line());
+                }
+                Ok(()) => return Filled::Kept,
+                Err(back) => line = back,
+            }
+        }
+        Filled::NotInBatch(line)
+    }
+
+    /// Forgets the entry reserved for `ticket` (its member is never answered).
+    pub(crate) fn cancel_entry(&mut self, ticket: u64) {
+        if let Some(batch) = self.batches.last_mut() {
+            batch.cancel_entry(ticket);
+        }
+    }
+
+    /// Ends every batch: the arrays of their entries so far (sent before a
+    /// `disconnected`, docs/protocol.md §2).
+    pub(crate) fn take_batch_lines(&mut self) -> Vec<String> {
+        self.batches.drain(..).filter_map(Batch::into_line).collect()
     }
 }
 
@@ -54,11 +104,24 @@ impl Rpc<'_, '_> {
     /// Answers a request that returned [`Reply::Later`](crate::Reply::Later)
     /// and releases its hold. Nothing is sent for a notification or a closed
     /// connection.
+    /// A batch member's answer goes into its batch's array, which is sent
+    /// once every member is answered (docs/protocol.md §2).
     pub fn respond<R: Serialize>(&mut self, to: &ReplyTo, result: Result<R, RpcError>) {
         if let Some(line) = answer_line(to, result)
-            && let Ok((conn, _)) = self.connections.get(to.entity)
+            && let Ok((conn, state)) = self.connections.get_mut(to.entity)
         {
-            conn.send(line);
+            let filled = match state {
+                Some(mut state) => state.fill_entry(to.ticket, line),
+                None => Filled::NotInBatch(line),
+            };
+            let completed = matches!(filled, Filled::Completed(_));
+            if let Some(line) = filled.line() {
+                conn.send(line);
+            }
+            if completed {
+                // A half-closed client waiting for this batch can now be closed.
+                self.ready.mark(to.entity);
+            }
         }
         self.release(to);
     }
@@ -107,9 +170,12 @@ impl Rpc<'_, '_> {
     }
 
     /// Sends `disconnected {"reason":R}` and closes the connection (docs/protocol.md §5).
-    pub fn disconnect(&self, entity: Entity, reason: DisconnectReason) {
-        let Ok((conn, _)) = self.connections.get(entity) else { return };
-        send_disconnect(conn, reason);
+    /// A batch in progress ends first: the array of its entries so far goes
+    /// out before `disconnected` (§2).
+    pub fn disconnect(&mut self, entity: Entity, reason: DisconnectReason) {
+        let Ok((conn, state)) = self.connections.get_mut(entity) else { return };
+        let batches = state.map(|mut s| s.take_batch_lines()).unwrap_or_default();
+        close_with_goodbye(conn, batches, reason);
     }
 
     /// The connection behind an entity.
@@ -125,6 +191,15 @@ pub(crate) fn answer_line<R: Serialize>(to: &ReplyTo, result: Result<R, RpcError
         Ok(json) => result_line(id, &json),
         Err(error) => error_line(id, &error),
     })
+}
+
+/// Sends `lines` (the arrays of batches cut short), then `disconnected
+/// {reason}`, and closes.
+pub(crate) fn close_with_goodbye(conn: &Connection, lines: Vec<String>, reason: DisconnectReason) {
+    for line in lines {
+        conn.send(line);
+    }
+    send_disconnect(conn, reason);
 }
 
 /// Sends `disconnected {reason}` and closes.

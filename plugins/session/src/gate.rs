@@ -44,6 +44,9 @@ pub fn session_gate(world: &mut World, input: &GateInput<'_>) -> Result<(), RpcE
     }
     if input.access == Access::LoggedIn {
         let Some(live) = session.token() else { return Err(RpcError::new(ErrorCode::NotLoggedIn)) };
+        if input.duplicate_param == Some("token") {
+            return Err(RpcError::invalid_params("token"));
+        }
         match input.params {
             Value::Object(params) => match params.get("token") {
                 Some(Value::String(token)) if token == live.as_str() => {}

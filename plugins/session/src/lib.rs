@@ -175,7 +175,7 @@ fn on_connection_opened(
     config: Res<SessionConfig>,
     shutdown: Res<ShutdownState>,
     mut deadlines: ResMut<DeadlineQueue>,
-    rpc: Rpc,
+    mut rpc: Rpc,
 ) {
     let now = time.elapsed();
     let mut session = Session::new(now + config.login_timeout, now);

@@ -3,9 +3,10 @@
 //! registered with `add_rpc_method`, the API games use too.
 
 use bevy_ecs::prelude::*;
-use portcullis_rpc::{Empty, ErrorCode, NoParams, Reply, Request, RpcError};
+use portcullis_rpc::{CompactJson, Empty, ErrorCode, NoParams, Reply, Request, RpcError, compact_json};
 use portcullis_store::{StoreRequest, validate_new_account, validate_new_password};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::machine::{LoginResult, SessionCtx};
@@ -93,8 +94,9 @@ pub fn logout(In(req): In<Request<TokenParams>>, mut ctx: SessionCtx) -> Reply<E
 /// Params of `userdata_save`.
 #[derive(Debug, Deserialize)]
 pub struct SaveParams {
-    /// The user data: a JSON object.
-    pub data: Map<String, Value>,
+    /// The user data as written: a JSON object, stored with every number
+    /// and string exactly as the client wrote it (docs/protocol.md §4).
+    pub data: Box<RawValue>,
 }
 
 /// `userdata_save` **auth** (docs/protocol.md §4): appends a version; answered
@@ -103,11 +105,20 @@ pub fn userdata_save(In(req): In<Request<SaveParams>>, mut ctx: SessionCtx) -> R
     let Some(account_id) = ctx.session(req.entity()).and_then(|s| s.account()).map(|a| a.id) else {
         return err(ErrorCode::NotLoggedIn);
     };
-    let Ok(data) = serde_json::to_string(&req.params.data) else { return Reply::Err(RpcError::invalid_params("data")) };
-    if data.len() > ctx.config.max_userdata_bytes {
+    if !req.params.data.get().starts_with('{') {
         return Reply::Err(RpcError::invalid_params("data"));
     }
-    let mirror = ctx.config.mirror_userdata.then(|| Box::new(req.params.data));
+    let CompactJson { text: data, serde_len } = compact_json(&req.params.data);
+    if serde_len > ctx.config.max_userdata_bytes {
+        return Reply::Err(RpcError::invalid_params("data"));
+    }
+    let mirror = match ctx.config.mirror_userdata {
+        true => match serde_json::from_str::<Map<String, Value>>(&data) {
+            Ok(map) => Some(Box::new(map)),
+            Err(_) => return Reply::Err(RpcError::invalid_params("data")),
+        },
+        false => None,
+    };
     match ctx.submit(&req.reply_to, PendingOp::Save { mirror }, StoreRequest::SaveUserdata { account_id, data }) {
         Ok(()) => Reply::Later,
         Err(e) => Reply::Err(e),
@@ -160,17 +171,27 @@ pub struct ChangePasswordParams {
 }
 
 /// `change_password` **auth** (docs/protocol.md §4): INVALID_ACCOUNT for a bad new
-/// password, then INVALID_CREDENTIALS for a wrong old one. Keeps the session.
+/// password, then RATE_LIMITED while the peer's address is throttled, then
+/// INVALID_CREDENTIALS for a wrong old one (which counts for login
+/// throttling, like a failed password login). Keeps the session.
 pub fn change_password(In(req): In<Request<ChangePasswordParams>>, mut ctx: SessionCtx) -> Reply<Empty> {
-    let Some(account_id) = ctx.session(req.entity()).and_then(|s| s.account()).map(|a| a.id) else {
+    let entity = req.entity();
+    let Ok((_, session, conn)) = ctx.sessions.get(entity) else { return err(ErrorCode::InternalError) };
+    let Some(account_id) = session.account().map(|a| a.id) else {
         return err(ErrorCode::NotLoggedIn);
     };
+    let peer = conn.peer().ip();
     let ChangePasswordParams { old_password, new_password } = req.params;
     if validate_new_password(&new_password).is_err() {
         return err(ErrorCode::InvalidAccount);
     }
+    let now = ctx.now();
+    let (limit, window) = (ctx.config.login_fail_limit, ctx.config.login_fail_window);
+    if ctx.throttle.is_blocked(peer, now, limit, window) {
+        return err(ErrorCode::RateLimited);
+    }
     let request = StoreRequest::ChangePassword { account_id, old_password, new_password };
-    match ctx.submit(&req.reply_to, PendingOp::ChangePassword, request) {
+    match ctx.submit(&req.reply_to, PendingOp::ChangePassword { peer }, request) {
         Ok(()) => Reply::Later,
         Err(e) => Reply::Err(e),
     }

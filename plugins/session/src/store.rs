@@ -38,7 +38,11 @@ pub(crate) enum PendingOp {
         peer: std::net::IpAddr,
     },
     Register,
-    ChangePassword,
+    /// `change_password`; a wrong old password counts against `peer` for
+    /// login throttling (docs/protocol.md §4).
+    ChangePassword {
+        peer: std::net::IpAddr,
+    },
     /// A client's `userdata_save`; `mirror` keeps the data for [`UserData`] when mirroring.
     Save {
         mirror: Option<Box<Map<String, Value>>>,
@@ -142,10 +146,12 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
         (PendingOp::Register, Err(StoreFailure::AccountExists)) => {
             ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::AccountExists)));
         }
-        (PendingOp::ChangePassword, Ok(StoreOk::Done)) => {
+        (PendingOp::ChangePassword { .. }, Ok(StoreOk::Done)) => {
             ctx.rpc.respond(reply_to, Ok(portcullis_rpc::Empty {}));
         }
-        (PendingOp::ChangePassword, Err(StoreFailure::InvalidCredentials)) => {
+        (PendingOp::ChangePassword { peer }, Err(StoreFailure::InvalidCredentials)) => {
+            let now = ctx.now();
+            ctx.throttle.record_failure(peer, now);
             ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
         }
         (PendingOp::Save { mirror }, result) => {

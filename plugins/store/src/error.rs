@@ -27,12 +27,20 @@ pub enum StoreError {
         /// The newest schema version this code knows.
         supported: i64,
     },
-    /// The file has a schema version but is not a Portcullis database
-    /// (its `PRAGMA application_id` is someone else's).
+    /// The file is an SQLite database of another program: it has a schema
+    /// version or tables, but not Portcullis's `PRAGMA application_id`.
     #[error("not a Portcullis database (application_id {application_id:#x})")]
     NotPortcullis {
         /// `PRAGMA application_id` of the file.
         application_id: i32,
+    },
+    /// The missing database file could not be created.
+    #[error("cannot create the database file {path:?}: {source}")]
+    CreateFile {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
     },
     /// Hashing a password failed.
     #[error("password hashing failed: {0}")]

@@ -2,9 +2,15 @@
 //! SQLite thread, so that a login storm never stalls saves.
 //!
 //! The SQLite thread sends a [`HashJob`] after the batch that read what the
-//! job needs has committed. Logins are answered from here directly; register
-//! and change-password go back to the SQLite thread as [`Hashed`] to be
-//! written.
+//! job needs has committed. Logins are answered from here directly, except
+//! those whose stored hash has other argon2 parameters than the configured
+//! ones: they, register and change-password go back to the SQLite thread as
+//! [`Hashed`] to be written (the re-hash, the account, the new hash).
+//!
+//! Every password check costs at least one hash computation with the
+//! configured parameters, like the check of an unknown account against the
+//! dummy hash, so that timing does not tell which names exist
+//! (docs/protocol.md §4).
 
 use std::sync::Arc;
 
@@ -34,12 +40,29 @@ fn lower_priority() {
 /// Password work for a hasher thread.
 pub(crate) enum HashJob {
     /// A login: check `password` against the account's hash (or the dummy
-    /// hash when the account does not exist) and reply.
+    /// hash when the account does not exist) and reply. The hash has the
+    /// configured parameters.
     Verify {
         /// The request's tag.
         tag: u64,
         /// The account and its PHC string; `None` for an unknown name.
         found: Option<(Account, String)>,
+        /// The password to check.
+        password: String,
+    },
+    /// A login against a hash with other argon2 parameters than the
+    /// configured ones: check `password`; if it is right, hash it with the
+    /// configured parameters and hand the new hash back to the SQLite thread
+    /// (which stores it and answers); if it is wrong, spend one
+    /// configured-cost verification too, then answer through the SQLite
+    /// thread.
+    Rehash {
+        /// The request's tag.
+        tag: u64,
+        /// The account.
+        account: Account,
+        /// Its PHC string, with other parameters.
+        phc: String,
         /// The password to check.
         password: String,
     },
@@ -87,6 +110,20 @@ pub(crate) enum Hashed {
         /// PHC string of its password.
         password_hash: String,
     },
+    /// A successful login whose hash had other parameters: swap the
+    /// account's hash from `expected_hash` to `new_hash` (unless it changed
+    /// meanwhile), then answer with the account.
+    Rehashed {
+        /// The request's tag.
+        tag: u64,
+        /// The account that logged in.
+        account: Account,
+        /// The hash the password was checked against.
+        expected_hash: String,
+        /// The same password hashed with the configured parameters; `None`
+        /// if hashing failed (the old hash is kept, the login still succeeds).
+        new_hash: Option<String>,
+    },
     /// Swap the account's hash from `expected_hash` to `new_hash`. If the
     /// hash changed meanwhile, the change starts over (hence the passwords).
     ChangePassword {
@@ -116,7 +153,10 @@ impl Hashed {
     /// The request's tag.
     pub(crate) fn tag(&self) -> u64 {
         match self {
-            Self::Register { tag, .. } | Self::ChangePassword { tag, .. } | Self::Failed { tag, .. } => *tag,
+            Self::Register { tag, .. }
+            | Self::Rehashed { tag, .. }
+            | Self::ChangePassword { tag, .. }
+            | Self::Failed { tag, .. } => *tag,
         }
     }
 }
@@ -150,6 +190,10 @@ pub(crate) fn run(shared: &Arc<Hashers>, jobs: &Receiver<HashJob>) {
                 if let Some(notify) = &shared.notify {
                     notify();
                 }
+            }
+            HashJob::Rehash { tag, account, phc, password } => {
+                let hashed = shared.verify_and_rehash(tag, account, phc, &password, &mut area);
+                shared.hand_back(hashed);
             }
             HashJob::Register { tag, account, password } => {
                 let hashed = match shared.hasher.hash_in(&password, &mut area) {
@@ -192,6 +236,42 @@ impl Hashers {
         }
     }
 
+    /// Checks a login against a hash with other parameters than the
+    /// configured ones. Either way it also computes one hash with the
+    /// configured parameters: the re-hash when the password is right, a
+    /// dummy verification when it is wrong, so a wrong password costs at
+    /// least what an unknown account does.
+    fn verify_and_rehash(
+        &self,
+        tag: u64,
+        account: Account,
+        phc: String,
+        password: &str,
+        area: &mut WorkArea,
+    ) -> Hashed {
+        let failed = |failure| Hashed::Failed { tag, failure };
+        match PasswordHasher::verify_in(&phc, password, area) {
+            Ok(true) => {
+                let new_hash = match self.hasher.hash_in(password, area) {
+                    Ok(new_hash) => Some(new_hash),
+                    Err(e) => {
+                        warn!(account_id = account.id, error = %e, "re-hashing a password failed; keeping the old hash");
+                        None
+                    }
+                };
+                Hashed::Rehashed { tag, account, expected_hash: phc, new_hash }
+            }
+            Ok(false) => {
+                self.verify_dummy(password, area);
+                failed(StoreFailure::InvalidCredentials)
+            }
+            Err(e) => {
+                warn!(account_id = account.id, error = %e, "stored password hash is unusable");
+                failed(StoreFailure::Internal(format!("stored password hash: {e}")))
+            }
+        }
+    }
+
     /// Spends the time of one verification and forgets the result.
     fn verify_dummy(&self, password: &str, area: &mut WorkArea) {
         let _ = std::hint::black_box(PasswordHasher::verify_in(&self.dummy_hash, password, area));
@@ -214,7 +294,14 @@ impl Hashers {
         };
         match PasswordHasher::verify_in(&expected_hash, &old_password, area) {
             Ok(true) => {}
-            Ok(false) => return failed(StoreFailure::InvalidCredentials),
+            Ok(false) => {
+                // Like a login: a cheap old hash costs a configured-cost
+                // verification on top.
+                if self.hasher.needs_rehash(&expected_hash) {
+                    self.verify_dummy(&old_password, area);
+                }
+                return failed(StoreFailure::InvalidCredentials);
+            }
             Err(e) => {
                 warn!(account_id, error = %e, "stored password hash is unusable");
                 return failed(StoreFailure::Internal(format!("stored password hash: {e}")));

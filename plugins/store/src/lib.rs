@@ -17,7 +17,8 @@
 //!  replies() <---------------------- replies of the batch, then notify()
 //!                                  password work after the commit -----------> argon2id verify / hash
 //!  replies() <---------------------------------------------------------------- login replies
-//!                                  <--- hashed: insert account / swap hash --- register, change_password
+//!                                  <--- hashed: insert account / swap hash --- register, change_password,
+//!                                                                              login re-hashing an old-cost hash
 //!                                  poke after COMMIT ---> checkpointer thread: WAL -> database file
 //! ```
 //!
@@ -29,7 +30,10 @@
 //!   gets [`StoreFailure::Internal`].
 //! - **Password hashing** (`password.rs`, `hasher.rs`): argon2id PHC strings,
 //!   computed on a small pool of hasher threads so that a login storm never
-//!   stalls saves.
+//!   stalls saves. A stored hash with other argon2 parameters than the
+//!   configured ones is re-hashed at the next successful login, and every
+//!   check costs at least one configured-cost hash, like the check of an
+//!   unknown account.
 //! - **Checkpoints** (`checkpoint.rs`): a third kind of thread copies the
 //!   WAL into the database file on its own connection, so that the SQLite
 //!   thread only appends.

@@ -120,6 +120,31 @@ impl PasswordHasher {
         Ok(phc.to_string())
     }
 
+    /// Whether `phc` was made with other argon2 parameters than the ones
+    /// this hasher makes new hashes with (algorithm, version, `m`, `t`, `p`
+    /// or output length): such a hash is re-hashed at the next successful
+    /// login (docs/protocol.md §4). Only parses the string, never hashes.
+    /// `false` for a string that cannot be parsed: verifying it fails anyway.
+    pub(crate) fn needs_rehash(&self, phc: &str) -> bool {
+        self.differs_from(phc).unwrap_or(false)
+    }
+
+    /// [`Self::needs_rehash`]; `None` when `phc` cannot be parsed.
+    fn differs_from(&self, phc: &str) -> Option<bool> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = parsed.version.map(Version::try_from).transpose().ok()?.unwrap_or_default();
+        let params = Params::try_from(&parsed).ok()?;
+        let output_len = self.params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let same = algorithm == Algorithm::Argon2id
+            && version == Version::V0x13
+            && params.m_cost() == self.params.m_cost()
+            && params.t_cost() == self.params.t_cost()
+            && params.p_cost() == self.params.p_cost()
+            && parsed.hash.map(|hash| hash.len()) == Some(output_len);
+        Some(!same)
+    }
+
     /// Checks `password` against a stored PHC string, with the algorithm and
     /// cost written in that string. `Ok(false)` is a wrong password; `Err` is
     /// a PHC string that cannot be used.
@@ -243,6 +268,28 @@ mod tests {
         assert_eq!(PasswordHasher::verify_in(&big, "big-pw", &mut area), Ok(true));
         assert_eq!(PasswordHasher::verify_in(&small, "big-pw", &mut area), Ok(false));
         assert_eq!(PasswordHasher::verify_in(&big, "small-pw", &mut area), Ok(false));
+    }
+
+    #[test]
+    fn hashes_with_other_parameters_need_a_rehash() {
+        let configured = PasswordHasher::new(Params::new(64, 2, 1, None).expect("valid cost"));
+        let same = configured.hash("pw").expect("hashing works");
+        assert!(!configured.needs_rehash(&same), "{same}");
+        for (m, t, p) in [(32, 2, 1), (64, 1, 1), (128, 2, 1), (64, 3, 1), (64, 2, 2)] {
+            let other = PasswordHasher::new(Params::new(m, t, p, None).expect("valid cost")).hash("pw").expect("hash");
+            assert!(configured.needs_rehash(&other), "{other}");
+        }
+        // Another argon2 variant with the same cost.
+        use argon2::password_hash::PasswordHasher as _;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("valid salt");
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::new(64, 2, 1, None).expect("cost"))
+            .hash_password(b"pw", &salt)
+            .expect("hashing works")
+            .to_string();
+        assert!(configured.needs_rehash(&argon2i), "{argon2i}");
+        // Unusable strings are not re-hashed (their verification fails).
+        assert!(!configured.needs_rehash("not a hash"));
+        assert!(!configured.needs_rehash(""));
     }
 
     #[test]

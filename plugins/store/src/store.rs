@@ -77,7 +77,7 @@ impl Store {
         let (hashed_tx, hashed_rx) = unbounded();
 
         let shared = Arc::new(Hashers {
-            hasher,
+            hasher: hasher.clone(),
             dummy_hash,
             replies: reply_tx.clone(),
             hashed: hashed_tx,
@@ -111,6 +111,7 @@ impl Store {
             replies: reply_tx,
             notify,
             checkpointer,
+            hasher,
         };
         let worker = Worker::new(conn, links, config.group_commit);
         let worker = match thread::Builder::new().name("portcullis-store".into()).spawn(move || worker.run()) {

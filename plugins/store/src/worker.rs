@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn};
 use crate::checkpoint::Checkpointer;
 use crate::db;
 use crate::hasher::{HashJob, Hashed};
+use crate::password::PasswordHasher;
 use crate::store::Notify;
 use crate::time::now_ms;
 use crate::{SavedVersion, StoreError, StoreFailure, StoreOk, StoreReply, StoreRequest};
@@ -90,6 +91,10 @@ pub(crate) struct WorkerLinks {
     pub(crate) notify: Option<Notify>,
     /// The checkpointer thread, if the database is a file.
     pub(crate) checkpointer: Option<Checkpointer>,
+    /// The configured argon2 parameters, to tell which stored hashes must
+    /// be re-hashed (it only parses PHC strings here; hashing stays on the
+    /// hasher threads).
+    pub(crate) hasher: PasswordHasher,
 }
 
 /// The SQLite thread's state.
@@ -111,6 +116,9 @@ pub(crate) struct Worker {
     /// Copies the WAL into the database file off this thread (file
     /// databases only).
     checkpointer: Option<Checkpointer>,
+    /// The configured argon2 parameters; only
+    /// [`needs_rehash`](PasswordHasher::needs_rehash) is called here.
+    hasher: PasswordHasher,
     /// Newest committed version per account, so a save needs no `MAX()`
     /// query. Filled on first use; an account's entry is dropped when a save
     /// of it fails.
@@ -129,7 +137,7 @@ pub(crate) struct Worker {
 impl Worker {
     /// A worker for an opened, migrated connection.
     pub(crate) fn new(conn: Connection, links: WorkerLinks, group_commit: bool) -> Self {
-        let WorkerLinks { requests, hashed, hash_jobs, replies, notify, checkpointer } = links;
+        let WorkerLinks { requests, hashed, hash_jobs, replies, notify, checkpointer, hasher } = links;
         Self {
             conn,
             requests,
@@ -139,6 +147,7 @@ impl Worker {
             notify,
             group_commit,
             checkpointer,
+            hasher,
             latest: HashMap::new(),
             pending: HashMap::new(),
             in_flight: 0,
@@ -325,6 +334,9 @@ impl Worker {
                 let kind = request.kind();
                 match request {
                     StoreRequest::VerifyPassword { account, password } => match db::find_account(conn, &account) {
+                        Ok(Some((account, phc))) if self.hasher.needs_rehash(&phc) => {
+                            Next::Hash(HashJob::Rehash { tag, account, phc, password })
+                        }
                         Ok(found) => Next::Hash(HashJob::Verify { tag, found, password }),
                         Err(e) => internal(kind, &e),
                     },
@@ -352,6 +364,19 @@ impl Worker {
                     Err(e) if db::is_unique_violation(&e) => Next::Reply(Err(StoreFailure::AccountExists)),
                     Err(e) => internal("register", &e),
                 }
+            }
+            Work::Hashed(Hashed::Rehashed { account, expected_hash, new_hash, .. }) => {
+                if let Some(new_hash) = new_hash {
+                    let account_id = account.id;
+                    match db::swap_password_hash(conn, account_id, &expected_hash, &new_hash) {
+                        Ok(true) => info!(account_id, "password re-hashed with the configured argon2 parameters"),
+                        // Changed meanwhile (a password change): the newer hash stays.
+                        Ok(false) => debug!(account_id, "password hash changed meanwhile; not re-hashed"),
+                        Err(e) => warn!(account_id, error = %e, "storing the re-hashed password failed"),
+                    }
+                }
+                // The password was right whatever happened to the re-hash.
+                Next::Reply(Ok(StoreOk::Account(account)))
             }
             Work::Hashed(Hashed::ChangePassword {
                 tag,

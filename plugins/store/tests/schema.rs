@@ -42,20 +42,20 @@ fn empty_file_gets_schema_and_demo_accounts() {
     assert_demo_accounts(&path);
 }
 
-/// A SQLite file with other tables gets Portcullis's tables next to them.
+/// An SQLite file with no tables at all (here: its only table was dropped)
+/// is a database without the schema. One with another program's tables is
+/// refused instead (tests/refused.rs).
 #[test]
-fn unrelated_sqlite_file_gets_schema_and_demo_accounts() {
+fn sqlite_file_without_tables_gets_schema_and_demo_accounts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("other.db");
+    let path = dir.path().join("blank.db");
     {
         let conn = Connection::open(&path).expect("open raw");
-        conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
-            .expect("unrelated table");
+        conn.execute_batch("CREATE TABLE scratch (x); DROP TABLE scratch;").expect("table created and dropped");
     }
+    assert!(std::fs::metadata(&path).expect("stat").len() > 0, "a real SQLite file");
     assert_demo_accounts(&path);
     let conn = Connection::open(&path).expect("open raw");
-    let body: String = conn.query_row("SELECT body FROM notes", [], |r| r.get(0)).expect("unrelated data kept");
-    assert_eq!(body, "keep me");
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).expect("user_version");
     assert_eq!(version, SCHEMA_VERSION);
 }

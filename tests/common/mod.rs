@@ -263,12 +263,19 @@ impl Conn {
         self.recv_within(WAIT).await
     }
 
-    /// The next message within `limit`.
+    /// The next message within `limit`: a JSON-RPC 2.0 object, or a batch
+    /// reply (an array of them).
     pub async fn recv_within(&mut self, limit: Duration) -> Value {
         let line = self.recv_line_within(limit).await;
         let message: Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {line:?}"));
-        assert_eq!(message["jsonrpc"], "2.0", "not JSON-RPC 2.0: {line}");
+        let objects = match &message {
+            Value::Array(entries) => entries.iter().collect(),
+            other => vec![other],
+        };
+        for object in objects {
+            assert_eq!(object["jsonrpc"], "2.0", "not JSON-RPC 2.0: {line}");
+        }
         message
     }
 

@@ -8,7 +8,7 @@ use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, NetCon
 
 use crate::RpcConfig;
 use crate::batch::Batch;
-use crate::envelope::{Envelope, Invalid, Message, RequestId, error_line, parse_message, result_line};
+use crate::envelope::{Envelope, Invalid, ParsedMessage, RequestId, error_line, parse_message, result_line};
 use crate::error::{ErrorCode, RpcError};
 use crate::reason::DisconnectReason;
 use crate::registry::{Call, GateInput, Outcome, ReplyTo, RpcGates, RpcMethods};
@@ -85,10 +85,10 @@ pub fn dispatch_frames(world: &mut World) {
                 }
                 InboxItem::Frame { bytes, admission } => {
                     let flow = match parse_message(&bytes) {
-                        Message::Single(parsed) => {
+                        ParsedMessage::Single(parsed) => {
                             handle_message(world, entity, parsed, admission, Target::Direct, &ctx)
                         }
-                        Message::Batch(members) => start_batch(world, entity, members, admission, &ctx),
+                        ParsedMessage::Batch(members) => start_batch(world, entity, members, admission, &ctx),
                     };
                     finish_step(world, entity, flow);
                 }

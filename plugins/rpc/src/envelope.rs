@@ -105,7 +105,7 @@ pub struct Invalid {
 
 /// One frame, parsed (docs/protocol.md §2).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Message {
+pub enum ParsedMessage {
     /// A single request or notification, or why it is not one.
     Single(Result<Envelope, Invalid>),
     /// A batch (the frame is a JSON array): each member parsed on its own,
@@ -121,9 +121,9 @@ pub enum Message {
 ///   when it was valid.
 ///
 /// One pass over the bytes; numbers keep the digits they were written with.
-pub fn parse_message(bytes: &[u8]) -> Message {
+pub fn parse_message(bytes: &[u8]) -> ParsedMessage {
     if too_deep(bytes) {
-        return Message::Single(Err(parse_error()));
+        return ParsedMessage::Single(Err(parse_error()));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde::Deserializer::deserialize_any(&mut deserializer, FrameVisitor).and_then(|frame| {
@@ -131,9 +131,9 @@ pub fn parse_message(bytes: &[u8]) -> Message {
         Ok(frame)
     });
     match parsed {
-        Ok(Frame::Single(object)) => Message::Single(object.into_envelope()),
-        Ok(Frame::Batch(members)) => Message::Batch(members.into_iter().map(Object::into_envelope).collect()),
-        Err(_) => Message::Single(Err(parse_error())),
+        Ok(Frame::Single(object)) => ParsedMessage::Single(object.into_envelope()),
+        Ok(Frame::Batch(members)) => ParsedMessage::Batch(members.into_iter().map(Object::into_envelope).collect()),
+        Err(_) => ParsedMessage::Single(Err(parse_error())),
     }
 }
 
@@ -176,8 +176,8 @@ fn too_deep(bytes: &[u8]) -> bool {
 /// Parses one frame that must be a single request (a batch is `-32600`).
 pub fn parse_frame(bytes: &[u8]) -> Result<Envelope, Invalid> {
     match parse_message(bytes) {
-        Message::Single(result) => result,
-        Message::Batch(_) => Err(invalid_request(RequestId::Null, "batch not allowed here")),
+        ParsedMessage::Single(result) => result,
+        ParsedMessage::Batch(_) => Err(invalid_request(RequestId::Null, "batch not allowed here")),
     }
 }
 
@@ -612,8 +612,8 @@ mod tests {
 
     #[test]
     fn batches() {
-        assert_eq!(parse_message(b"[]"), Message::Batch(Vec::new()));
-        let Message::Batch(members) =
+        assert_eq!(parse_message(b"[]"), ParsedMessage::Batch(Vec::new()));
+        let ParsedMessage::Batch(members) =
             parse_message(br#"[{"jsonrpc":"2.0","id":1,"method":"a"},1,[],{"jsonrpc":"2.0","method":"b"}]"#)
         else {
             panic!("a batch")

@@ -241,6 +241,9 @@ pub struct Inbox {
     pub(crate) bucket: RateBucket,
 }
 
+/// How far back refusals count toward the rate-limit close (docs/protocol.md §6, "Rate").
+const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
+
 /// Per-connection token bucket plus the window of recent refusals.
 #[derive(Debug, Default)]
 pub(crate) struct RateBucket {
@@ -263,8 +266,10 @@ impl RateBucket {
             self.tokens -= 1.0;
             return Admission::Admitted;
         }
-        let window_start = now.saturating_sub(Duration::from_secs(1));
-        while self.refusals.front().is_some_and(|t| *t <= window_start) {
+        // "Within the last second" (docs/protocol.md §6, "Rate") is `now - t < 1 s`.
+        // Computing a window start as `now - 1 s` would saturate at zero while
+        // the clock is below one second and wrongly drop refusals made at t = 0.
+        while self.refusals.front().is_some_and(|t| now.saturating_sub(*t) >= REFUSAL_WINDOW) {
             self.refusals.pop_front();
         }
         self.refusals.push_back(now);
@@ -307,5 +312,29 @@ mod tests {
         assert_eq!(b.admit(t0, 0.0, 1), Admission::Admitted);
         assert_eq!(b.admit(t0, 0.0, 1), Admission::Refused);
         assert_eq!(b.admit(t0 + Duration::from_secs(2), 0.0, 1), Admission::Refused);
+    }
+
+    /// Refusals at clock zero (the first frames of the process) count: the
+    /// window is `now - t < 1 s`, not "after `now - 1 s` saturated at zero".
+    #[test]
+    fn refusals_at_clock_zero_count_toward_the_close() {
+        let t0 = Duration::ZERO;
+        let mut b = RateBucket::full(2, t0);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::RefusedClose);
+    }
+
+    /// A refusal leaves the window exactly one second later, also near zero.
+    #[test]
+    fn refusal_window_edges_near_clock_zero() {
+        let mut b = RateBucket::full(0, Duration::ZERO);
+        assert_eq!(b.admit(Duration::ZERO, 0.0, 1), Admission::Refused);
+        assert_eq!(b.admit(Duration::from_millis(999), 0.0, 1), Admission::RefusedClose);
+        let mut b = RateBucket::full(0, Duration::ZERO);
+        assert_eq!(b.admit(Duration::ZERO, 0.0, 1), Admission::Refused);
+        assert_eq!(b.admit(Duration::from_millis(1000), 0.0, 1), Admission::Refused);
     }
 }

@@ -214,3 +214,27 @@ pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx, mut closing: Mes
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    /// Failures at clock zero (right after start) count for the whole window:
+    /// "within the last `window`" is `now - t < window`, with no window start
+    /// saturated at zero.
+    #[test]
+    fn throttle_counts_failures_made_at_clock_zero() {
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut throttle = LoginThrottle::default();
+        for _ in 0..5 {
+            throttle.record_failure(peer, Duration::ZERO);
+        }
+        assert!(throttle.is_blocked(peer, Duration::ZERO, 5, WINDOW));
+        throttle.prune(Duration::from_secs(1), WINDOW);
+        assert!(throttle.is_blocked(peer, WINDOW - Duration::from_millis(1), 5, WINDOW));
+        assert!(!throttle.is_blocked(peer, WINDOW, 5, WINDOW), "the failures leave the window after it");
+    }
+}

@@ -130,8 +130,7 @@ impl NetPlugin {
     /// Binds `addr` now, so the caller sees a bind error (and learns the port
     /// when `addr` has port 0, via [`NetControl::local_addr`] once built).
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
+        let listener = bind_listener(addr)?;
         Ok(Self { listen: Some(addr), bound: Mutex::new(Some(listener)), ..Default::default() })
     }
 
@@ -145,12 +144,25 @@ impl NetPlugin {
         let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
         bound.or_else(|| {
             let addr = self.listen?;
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .unwrap_or_else(|e| panic!("NetPlugin: cannot listen on {addr}: {e}"));
+            let listener = bind_listener(addr).unwrap_or_else(|e| panic!("NetPlugin: cannot listen on {addr}: {e}"));
             Some(listener)
         })
     }
+}
+
+/// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`
+/// (4,096 by default on Linux). docs/cli.md asks for at least 1,024, so that
+/// a reconnect storm is not throttled by the kernel's SYN retries.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a non-blocking TCP listener on `addr` with a backlog of [`LISTEN_BACKLOG`].
+fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    // std binds and listens with a backlog of 128; listen(2) again on the
+    // listening socket only raises the backlog of its accept queue.
+    let listener = std::net::TcpListener::bind(addr)?;
+    rustix::net::listen(&listener, LISTEN_BACKLOG)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Control of the TCP side, inserted as a resource by [`NetPlugin`].

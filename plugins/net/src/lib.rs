@@ -60,8 +60,14 @@ pub struct NetConfig {
     pub max_connections: usize,
     /// Largest frame in bytes, before the `\n` (docs/protocol.md §1).
     pub max_frame_bytes: usize,
-    /// Messages queued for one connection before it is closed as a slow reader.
+    /// Messages queued for one connection before it is closed as a slow reader
+    /// (docs/protocol.md §6, "Output").
     pub outbound_queue: usize,
+    /// Bytes of unsent output (each message with its `\n`) for one connection
+    /// before it is closed as a slow reader; while more than half of it is
+    /// unsent, no more frames are read from that connection
+    /// (docs/protocol.md §6, "Output"; `--outbound-queue-bytes`, default 1 MiB).
+    pub outbound_queue_bytes: usize,
     /// Rate-limit refill, frames per second per connection (docs/protocol.md §6).
     pub rate_limit: f64,
     /// Rate-limit bucket size; also the refusals per second that close a connection.
@@ -78,6 +84,7 @@ impl Default for NetConfig {
             max_connections: 10_000,
             max_frame_bytes: 131_072,
             outbound_queue: 256,
+            outbound_queue_bytes: 1 << 20,
             rate_limit: 50.0,
             rate_burst: 100,
             max_queued_frames: 1024,
@@ -226,6 +233,7 @@ impl Plugin for NetPlugin {
                 max_connections: self.config.max_connections,
                 max_frame_bytes: self.config.max_frame_bytes,
                 outbound_queue: self.config.outbound_queue,
+                outbound_queue_bytes: self.config.outbound_queue_bytes,
             };
             let listener = {
                 let _guard = runtime.enter();
@@ -246,6 +254,7 @@ impl Plugin for NetPlugin {
             .init_resource::<ConnectionIndex>()
             .init_resource::<ReadyInboxes>()
             .add_message::<ConnectionClosing>()
+            .add_message::<InputDrained>()
             .configure_sets(Update, (NetSet::Receive, NetSet::Closing, NetSet::Send).chain())
             .add_systems(Update, receive_net_events.in_set(NetSet::Receive))
             .add_systems(Update, announce_closing_connections.in_set(NetSet::Closing));

@@ -11,6 +11,10 @@
 //! Each client is an entity with a [`Connection`] (id, peer, outbound queue)
 //! and an [`Inbox`] (frames not yet handled). Frames are split by
 //! [`FrameCodec`] and judged by the per-connection rate limiter on arrival.
+//! Unsent output is bounded in messages and bytes; over half of the byte
+//! bound the reader pauses (docs/protocol.md §6, "Output"). Before a deadline
+//! fires, [`Connection::confirm_input_drained`] has the reader read what is
+//! waiting in the socket ([`InputDrained`], docs/protocol.md §6, "Deadlines").
 //! [`TestClient`] is an in-memory transport through the same systems, for
 //! tests without sockets.
 #![forbid(unsafe_code)]

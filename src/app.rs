@@ -68,6 +68,7 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 max_connections: args.max_connections,
                 max_frame_bytes: usize::try_from(args.max_frame_bytes).unwrap_or(usize::MAX),
                 outbound_queue: usize::try_from(args.outbound_queue).unwrap_or(usize::MAX),
+                outbound_queue_bytes: usize::try_from(args.outbound_queue_bytes).unwrap_or(usize::MAX),
                 rate_limit: args.rate_limit,
                 rate_burst: args.rate_burst,
                 ..NetConfig::default()

@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Messages queued for one connection before it is closed as too slow.
     #[arg(long, env = "PORTCULLIS_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub outbound_queue: u64,
+    /// Bytes of unsent output for one connection before it is closed as too
+    /// slow; over half of it, the server stops reading that connection (docs/protocol.md §6).
+    #[arg(long, env = "PORTCULLIS_OUTBOUND_QUEUE_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..))]
+    pub outbound_queue_bytes: u64,
     /// Failed password logins per peer address within the window before RATE_LIMITED.
     #[arg(long, env = "PORTCULLIS_LOGIN_FAIL_LIMIT", default_value_t = 5)]
     pub login_fail_limit: u32,

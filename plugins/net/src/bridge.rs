@@ -43,6 +43,13 @@ pub enum NetEvent {
         /// The connection.
         id: ConnectionId,
     },
+    /// The reader read every byte that was waiting in the socket when
+    /// [`Connection::confirm_input_drained`] asked (or it no longer reads);
+    /// the frames it read came before this event. Reported as [`InputDrained`].
+    Drained {
+        /// The connection.
+        id: ConnectionId,
+    },
     /// The connection is gone; the entity is despawned.
     Closed {
         /// The connection.
@@ -179,6 +186,17 @@ pub fn announce_closing_connections(
     }
 }
 
+/// Written in [`NetSet::Receive`](crate::NetSet::Receive) when a
+/// connection's transport answered [`Connection::confirm_input_drained`]:
+/// every frame that was waiting when it was asked is in the [`Inbox`] now
+/// (and counted in [`Inbox::last_activity`]), so a deadline can be judged
+/// (docs/protocol.md §6, "Deadlines").
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputDrained {
+    /// The connection's entity.
+    pub entity: Entity,
+}
+
 /// Triggered on a connection's entity right after it is spawned.
 #[derive(EntityEvent, Debug, Clone)]
 pub struct ConnectionOpened {
@@ -262,6 +280,11 @@ pub fn receive_net_events(world: &mut World) {
                 {
                     inbox.eof = true;
                     world.resource_mut::<ReadyInboxes>().mark(entity);
+                }
+            }
+            NetEvent::Drained { id } => {
+                if let Some(entity) = world.resource::<ConnectionIndex>().get(id) {
+                    world.write_message(InputDrained { entity });
                 }
             }
             NetEvent::Closed { id, cause } => {

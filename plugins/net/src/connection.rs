@@ -2,7 +2,8 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
@@ -43,8 +44,92 @@ pub enum Transport {
 /// How the ECS reaches a connection's writer.
 #[derive(Debug)]
 pub(crate) enum Sink {
-    Tcp { tx: tokio::sync::mpsc::Sender<Outgoing>, abort: CancellationToken },
-    Memory { tx: Sender<Outgoing>, events: Sender<NetEvent> },
+    Tcp { tx: tokio::sync::mpsc::Sender<Outgoing>, abort: CancellationToken, shared: Arc<SharedState> },
+    Memory { tx: Sender<Outgoing>, events: Sender<NetEvent>, shared: Arc<SharedState> },
+}
+
+impl Sink {
+    fn shared(&self) -> &SharedState {
+        match self {
+            Self::Tcp { shared, .. } | Self::Memory { shared, .. } => shared,
+        }
+    }
+}
+
+/// State shared by a connection's ECS side and its transport: the unsent
+/// output in bytes (docs/protocol.md §6, "Output") and the input-drain
+/// handshake of the deadlines (docs/protocol.md §6, "Deadlines").
+#[derive(Debug)]
+pub(crate) struct SharedState {
+    /// Bytes of output (each line with its `\n`) given to [`Connection::send`]
+    /// and not yet written to the socket (or, in memory, not yet read by the
+    /// [`crate::TestClient`]).
+    unsent: AtomicUsize,
+    /// `outbound_queue_bytes`: more unsent bytes than this close the connection.
+    max_unsent: usize,
+    /// Woken when `unsent` falls to half of `max_unsent` or below.
+    pub(crate) writable: tokio::sync::Notify,
+    /// The ECS asked the reader to confirm its input is drained.
+    drain_requested: AtomicBool,
+    /// Woken when `drain_requested` is set.
+    pub(crate) drain: tokio::sync::Notify,
+}
+
+impl SharedState {
+    pub(crate) fn new(max_unsent: usize) -> Arc<Self> {
+        Arc::new(Self {
+            unsent: AtomicUsize::new(0),
+            max_unsent,
+            writable: tokio::sync::Notify::new(),
+            drain_requested: AtomicBool::new(false),
+            drain: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Unsent output in bytes.
+    pub(crate) fn unsent(&self) -> usize {
+        self.unsent.load(Ordering::Acquire)
+    }
+
+    /// Whether the unsent output is over half of `outbound_queue_bytes`: the
+    /// transport reads no more frames (docs/protocol.md §6, "Output").
+    pub(crate) fn over_half(&self) -> bool {
+        self.unsent() > self.max_unsent / 2
+    }
+
+    /// Counts `n` bytes as written out; wakes a reader waiting on backpressure.
+    pub(crate) fn sent(&self, n: usize) {
+        let before = self.unsent.fetch_sub(n, Ordering::AcqRel);
+        if before.saturating_sub(n) <= self.max_unsent / 2 {
+            self.writable.notify_one();
+        }
+    }
+
+    /// Takes the pending drain request, if any.
+    pub(crate) fn take_drain_request(&self) -> bool {
+        self.drain_requested.swap(false, Ordering::AcqRel)
+    }
+
+    fn request_drain(&self) {
+        self.drain_requested.store(true, Ordering::Release);
+        self.drain.notify_one();
+    }
+
+    /// Puts back a drain request that the reader took but could not answer
+    /// (reading ended first; the connection task answers it).
+    pub(crate) fn request_drain_again(&self) {
+        self.drain_requested.store(true, Ordering::Release);
+    }
+}
+
+/// The answer of [`Connection::confirm_input_drained`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainStatus {
+    /// Every frame that was waiting has reached the ECS already.
+    Drained,
+    /// The transport reads what is waiting and then reports an
+    /// [`InputDrained`](crate::InputDrained) message for this connection.
+    Pending,
 }
 
 /// One client connection. Spawned by `NetPlugin`'s receive system when a
@@ -54,7 +139,8 @@ pub(crate) enum Sink {
 /// Any system may send with [`Connection::send`] or close with
 /// [`Connection::close`]: both only push into the connection's bounded queue
 /// and never block. A connection whose queue is full is closed at once
-/// without a goodbye (a slow reader, docs/protocol.md §5).
+/// without a goodbye (a slow reader, docs/protocol.md §6, "Output"), and so
+/// is one whose unsent output would pass `outbound_queue_bytes`.
 #[derive(Component, Debug)]
 pub struct Connection {
     id: ConnectionId,
@@ -107,17 +193,55 @@ impl Connection {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Queues one message (without its `\n`). Never blocks.
+    /// Queues one message (without its `\n`). Never blocks. A connection
+    /// whose unsent output would then exceed `outbound_queue` messages or
+    /// `outbound_queue_bytes` bytes (the line plus its `\n` count) is closed at
+    /// once as a slow reader, without a goodbye (docs/protocol.md §6, "Output").
     pub fn send(&self, line: String) -> SendStatus {
         if self.is_closing() {
             return SendStatus::Closing;
         }
+        let shared = self.sink.shared();
+        let len = line.len() + 1;
+        let unsent = shared.unsent.fetch_add(len, Ordering::AcqRel) + len;
+        if unsent > shared.max_unsent {
+            shared.unsent.fetch_sub(len, Ordering::AcqRel);
+            bevy_log::debug!(conn = %self.id, reason = "outbound_bytes_full", unsent, "closing slow reader");
+            self.abort();
+            return SendStatus::Overflow;
+        }
         if self.push(Outgoing::Line(line)) {
             SendStatus::Queued
         } else {
+            shared.unsent.fetch_sub(len, Ordering::AcqRel);
             bevy_log::debug!(conn = %self.id, reason = "outbound_queue_full", "closing slow reader");
             self.abort();
             SendStatus::Overflow
+        }
+    }
+
+    /// Bytes of output queued with [`send`](Self::send) and not yet written to
+    /// the socket (in memory: not yet read by the [`crate::TestClient`]).
+    pub fn unsent_bytes(&self) -> usize {
+        self.sink.shared().unsent()
+    }
+
+    /// Asks the transport to confirm that the input already waiting for this
+    /// connection (in the kernel's socket buffer) has been read, so that a
+    /// deadline is judged only after it (docs/protocol.md §6, "Deadlines").
+    /// Never blocks. The TCP reader reads what is pending and then reports
+    /// [`InputDrained`](crate::InputDrained) ([`DrainStatus::Pending`]); a
+    /// reader that no longer reads (end of stream, backpressure, a frame too
+    /// large) reports at once. The in-memory transport hands every frame to the
+    /// ECS when the test sends it, so it answers [`DrainStatus::Drained`] here;
+    /// so does a closing connection.
+    pub fn confirm_input_drained(&self) -> DrainStatus {
+        match &self.sink {
+            Sink::Tcp { shared, .. } if !self.is_closing() => {
+                shared.request_drain();
+                DrainStatus::Pending
+            }
+            Sink::Tcp { .. } | Sink::Memory { .. } => DrainStatus::Drained,
         }
     }
 
@@ -251,6 +375,9 @@ impl Inbox {
     }
 }
 
+/// How far back refusals count toward the rate-limit close (docs/protocol.md §6, "Rate").
+const REFUSAL_WINDOW: Duration = Duration::from_secs(1);
+
 /// Per-connection token bucket plus the window of recent refusals.
 #[derive(Debug, Default)]
 pub(crate) struct RateBucket {
@@ -273,8 +400,10 @@ impl RateBucket {
             self.tokens -= 1.0;
             return Admission::Admitted;
         }
-        let window_start = now.saturating_sub(Duration::from_secs(1));
-        while self.refusals.front().is_some_and(|t| *t <= window_start) {
+        // "Within the last second" (docs/protocol.md §6, "Rate") is `now - t < 1 s`.
+        // Computing a window start as `now - 1 s` would saturate at zero while
+        // the clock is below one second and wrongly drop refusals made at t = 0.
+        while self.refusals.front().is_some_and(|t| now.saturating_sub(*t) >= REFUSAL_WINDOW) {
             self.refusals.pop_front();
         }
         self.refusals.push_back(now);
@@ -317,5 +446,29 @@ mod tests {
         assert_eq!(b.admit(t0, 0.0, 1), Admission::Admitted);
         assert_eq!(b.admit(t0, 0.0, 1), Admission::Refused);
         assert_eq!(b.admit(t0 + Duration::from_secs(2), 0.0, 1), Admission::Refused);
+    }
+
+    /// Refusals at clock zero (the first frames of the process) count: the
+    /// window is `now - t < 1 s`, not "after `now - 1 s` saturated at zero".
+    #[test]
+    fn refusals_at_clock_zero_count_toward_the_close() {
+        let t0 = Duration::ZERO;
+        let mut b = RateBucket::full(2, t0);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+        assert_eq!(b.admit(t0, 0.0, 2), Admission::RefusedClose);
+    }
+
+    /// A refusal leaves the window exactly one second later, also near zero.
+    #[test]
+    fn refusal_window_edges_near_clock_zero() {
+        let mut b = RateBucket::full(0, Duration::ZERO);
+        assert_eq!(b.admit(Duration::ZERO, 0.0, 1), Admission::Refused);
+        assert_eq!(b.admit(Duration::from_millis(999), 0.0, 1), Admission::RefusedClose);
+        let mut b = RateBucket::full(0, Duration::ZERO);
+        assert_eq!(b.admit(Duration::ZERO, 0.0, 1), Admission::Refused);
+        assert_eq!(b.admit(Duration::from_millis(1000), 0.0, 1), Admission::Refused);
     }
 }

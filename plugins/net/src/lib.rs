@@ -11,6 +11,10 @@
 //! Each client is an entity with a [`Connection`] (id, peer, outbound queue)
 //! and an [`Inbox`] (frames not yet handled). Frames are split by
 //! [`FrameCodec`] and judged by the per-connection rate limiter on arrival.
+//! Unsent output is bounded in messages and bytes; over half of the byte
+//! bound the reader pauses (docs/protocol.md §6, "Output"). Before a deadline
+//! fires, [`Connection::confirm_input_drained`] has the reader read what is
+//! waiting in the socket ([`InputDrained`], docs/protocol.md §6, "Deadlines").
 //! [`TestClient`] is an in-memory transport through the same systems, for
 //! tests without sockets.
 #![forbid(unsafe_code)]
@@ -60,8 +64,14 @@ pub struct NetConfig {
     pub max_connections: usize,
     /// Largest frame in bytes, before the `\n` (docs/protocol.md §1).
     pub max_frame_bytes: usize,
-    /// Messages queued for one connection before it is closed as a slow reader.
+    /// Messages queued for one connection before it is closed as a slow reader
+    /// (docs/protocol.md §6, "Output").
     pub outbound_queue: usize,
+    /// Bytes of unsent output (each message with its `\n`) for one connection
+    /// before it is closed as a slow reader; while more than half of it is
+    /// unsent, no more frames are read from that connection
+    /// (docs/protocol.md §6, "Output"; `--outbound-queue-bytes`, default 1 MiB).
+    pub outbound_queue_bytes: usize,
     /// Rate-limit refill, frames per second per connection (docs/protocol.md §6).
     pub rate_limit: f64,
     /// Rate-limit bucket size; also the refusals per second that close a connection.
@@ -78,6 +88,7 @@ impl Default for NetConfig {
             max_connections: 10_000,
             max_frame_bytes: 131_072,
             outbound_queue: 256,
+            outbound_queue_bytes: 1 << 20,
             rate_limit: 50.0,
             rate_burst: 100,
             max_queued_frames: 1024,
@@ -130,8 +141,7 @@ impl NetPlugin {
     /// Binds `addr` now, so the caller sees a bind error (and learns the port
     /// when `addr` has port 0, via [`NetControl::local_addr`] once built).
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
+        let listener = bind_listener(addr)?;
         Ok(Self { listen: Some(addr), bound: Mutex::new(Some(listener)), ..Default::default() })
     }
 
@@ -145,12 +155,25 @@ impl NetPlugin {
         let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
         bound.or_else(|| {
             let addr = self.listen?;
-            let listener = std::net::TcpListener::bind(addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .unwrap_or_else(|e| panic!("NetPlugin: cannot listen on {addr}: {e}"));
+            let listener = bind_listener(addr).unwrap_or_else(|e| panic!("NetPlugin: cannot listen on {addr}: {e}"));
             Some(listener)
         })
     }
+}
+
+/// The listen backlog asked for; the kernel caps it at `net.core.somaxconn`
+/// (4,096 by default on Linux). docs/cli.md asks for at least 1,024, so that
+/// a reconnect storm is not throttled by the kernel's SYN retries.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a non-blocking TCP listener on `addr` with a backlog of [`LISTEN_BACKLOG`].
+fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    // std binds and listens with a backlog of 128; listen(2) again on the
+    // listening socket only raises the backlog of its accept queue.
+    let listener = std::net::TcpListener::bind(addr)?;
+    rustix::net::listen(&listener, LISTEN_BACKLOG)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Control of the TCP side, inserted as a resource by [`NetPlugin`].
@@ -214,6 +237,7 @@ impl Plugin for NetPlugin {
                 max_connections: self.config.max_connections,
                 max_frame_bytes: self.config.max_frame_bytes,
                 outbound_queue: self.config.outbound_queue,
+                outbound_queue_bytes: self.config.outbound_queue_bytes,
             };
             let listener = {
                 let _guard = runtime.enter();
@@ -234,6 +258,7 @@ impl Plugin for NetPlugin {
             .init_resource::<ConnectionIndex>()
             .init_resource::<ReadyInboxes>()
             .add_message::<ConnectionClosing>()
+            .add_message::<InputDrained>()
             .configure_sets(Update, (NetSet::Receive, NetSet::Closing, NetSet::Send).chain())
             .add_systems(Update, receive_net_events.in_set(NetSet::Receive))
             .add_systems(Update, announce_closing_connections.in_set(NetSet::Closing));

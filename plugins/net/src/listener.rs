@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{NetBridge, NetEvent};
 use crate::codec::{FrameCodec, FrameError, is_blank};
-use crate::connection::{CloseCause, ConnectionId, Outgoing, Sink};
+use crate::connection::{CloseCause, ConnectionId, Outgoing, SharedState, Sink};
 
 /// The line sent to a connection refused because `max_connections` are open (docs/protocol.md §6).
 pub const SERVER_FULL_LINE: &str = r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_full"}}"#;
@@ -34,6 +34,7 @@ pub(crate) struct ListenerSettings {
     pub max_connections: usize,
     pub max_frame_bytes: usize,
     pub outbound_queue: usize,
+    pub outbound_queue_bytes: usize,
 }
 
 /// Accepts until `stop` is cancelled, then drops the listener (new
@@ -109,12 +110,17 @@ async fn handle_connection(
 ) -> CloseCause {
     let (tx, mut rx) = mpsc::channel(settings.outbound_queue.max(1));
     let abort = CancellationToken::new();
-    bridge.send(NetEvent::Connected { id, peer, sink: Sink::Tcp { tx, abort: abort.clone() } });
+    let shared = SharedState::new(settings.outbound_queue_bytes);
+    bridge.send(NetEvent::Connected {
+        id,
+        peer,
+        sink: Sink::Tcp { tx, abort: abort.clone(), shared: Arc::clone(&shared) },
+    });
     let (mut rd, mut wr) = stream.into_split();
 
     let (cause, graceful) = {
-        let reader = read_frames(&rd, id, bridge, settings.max_frame_bytes);
-        let writer = write_lines(&mut wr, &mut rx);
+        let reader = read_frames(&rd, id, bridge, settings.max_frame_bytes, &shared);
+        let writer = write_lines(&mut wr, &mut rx, &shared);
         tokio::pin!(reader, writer);
         let mut reading = true;
         loop {
@@ -129,6 +135,16 @@ async fn handle_connection(
                 eof = &mut reader, if reading => {
                     reading = false;
                     bridge.send(eof);
+                    // A drain asked for while the reader was ending: nothing more will be read.
+                    if shared.take_drain_request() {
+                        bridge.send(NetEvent::Drained { id });
+                    }
+                }
+                // The reader stopped: a drain request is answered at once.
+                () = shared.drain.notified(), if !reading => {
+                    if shared.take_drain_request() {
+                        bridge.send(NetEvent::Drained { id });
+                    }
                 }
             }
         }
@@ -139,48 +155,65 @@ async fn handle_connection(
     cause
 }
 
+/// What one read from the socket gave.
+enum ReadStep {
+    /// Bytes were read and their frames sent to the ECS.
+    Read,
+    /// Nothing to read after all.
+    WouldBlock,
+    /// Reading ends with this event.
+    End(NetEvent),
+}
+
 /// Reads frames until end of stream, an error or a frame that is too large;
-/// returns the event that ends reading. Holds no buffer while the client is idle.
-async fn read_frames(rd: &OwnedReadHalf, id: ConnectionId, bridge: &NetBridge, max_frame_bytes: usize) -> NetEvent {
+/// returns the event that ends reading. Holds no buffer while the client is
+/// idle. While the connection's unsent output is over half of
+/// `outbound_queue_bytes` it reads nothing (docs/protocol.md §6, "Output").
+/// Answers the ECS's drain requests (docs/protocol.md §6, "Deadlines").
+async fn read_frames(
+    rd: &OwnedReadHalf,
+    id: ConnectionId,
+    bridge: &NetBridge,
+    max_frame_bytes: usize,
+    shared: &SharedState,
+) -> NetEvent {
     let mut codec = FrameCodec::new(max_frame_bytes);
     let mut buf = BytesMut::new();
     loop {
-        if rd.readable().await.is_err() {
-            return NetEvent::Eof { id };
-        }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(4096);
-        }
-        match rd.try_read_buf(&mut buf) {
-            Ok(0) => return NetEvent::Eof { id },
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return NetEvent::Eof { id },
-        }
-        // Blank frames are only activity (docs/protocol.md §1): one event per
-        // read stands for all of them, so a flood of empty lines costs the
-        // ECS one event per read, not one per byte.
-        let mut blank = false;
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(bytes)) if is_blank(&bytes) => blank = true,
-                Ok(Some(bytes)) => {
-                    let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
-                }
-                Ok(None) => break,
-                Err(FrameError::TooLarge) => {
-                    bridge.waker.wake();
-                    return NetEvent::TooLarge { id };
-                }
-                Err(FrameError::Io(_)) => return NetEvent::Eof { id },
+        if shared.over_half() {
+            // Backpressure: wait for the writer; a drain request meanwhile is
+            // answered at once (this reader does not read now).
+            if shared.take_drain_request() {
+                bridge.send(NetEvent::Drained { id });
             }
+            tokio::select! {
+                biased;
+                () = shared.writable.notified() => {}
+                () = shared.drain.notified() => {}
+            }
+            continue;
         }
-        if blank {
-            let _ = bridge.tx.send(NetEvent::Frame { id, bytes: Bytes::new() });
+        if shared.take_drain_request() {
+            if let Some(end) = drain_pending(rd, id, bridge, &mut codec, &mut buf, shared).await {
+                // The event that ends reading goes first; the drain is then answered by the caller.
+                shared.request_drain_again();
+                return end;
+            }
+            bridge.send(NetEvent::Drained { id });
+            continue;
         }
-        bridge.waker.wake();
-        if buf.is_empty() {
-            buf = BytesMut::new(); // idle connections keep no read buffer
+        tokio::select! {
+            biased;
+            ready = rd.readable() => {
+                if ready.is_err() {
+                    return NetEvent::Eof { id };
+                }
+            }
+            () = shared.drain.notified() => continue,
+        }
+        match read_once(rd, id, bridge, &mut codec, &mut buf) {
+            ReadStep::Read | ReadStep::WouldBlock => {}
+            ReadStep::End(end) => return end,
         }
         // `readable()` and `try_read_buf` take no part in tokio's cooperative
         // budget: without a yield, a client that keeps the socket readable
@@ -192,6 +225,77 @@ async fn read_frames(rd: &OwnedReadHalf, id: ConnectionId, bridge: &NetBridge, m
     }
 }
 
+/// Reads what the kernel holds for this socket right now (`FIONREAD`), until
+/// nothing is left, backpressure stops reading, or reading ends (returned).
+async fn drain_pending(
+    rd: &OwnedReadHalf,
+    id: ConnectionId,
+    bridge: &NetBridge,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+    shared: &SharedState,
+) -> Option<NetEvent> {
+    while !shared.over_half() {
+        let pending: &TcpStream = rd.as_ref();
+        match rustix::io::ioctl_fionread(pending) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+        match read_once(rd, id, bridge, codec, buf) {
+            ReadStep::Read => {}
+            ReadStep::WouldBlock => break,
+            ReadStep::End(end) => return Some(end),
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+/// One non-blocking read; sends the frames it completes to the ECS.
+fn read_once(
+    rd: &OwnedReadHalf,
+    id: ConnectionId,
+    bridge: &NetBridge,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+) -> ReadStep {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(4096);
+    }
+    match rd.try_read_buf(buf) {
+        Ok(0) => return ReadStep::End(NetEvent::Eof { id }),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadStep::WouldBlock,
+        Err(_) => return ReadStep::End(NetEvent::Eof { id }),
+    }
+    // Blank frames are only activity (docs/protocol.md §1): one event per
+    // read stands for all of them, so a flood of empty lines costs the
+    // ECS one event per read, not one per byte.
+    let mut blank = false;
+    loop {
+        match codec.decode(buf) {
+            Ok(Some(bytes)) if is_blank(&bytes) => blank = true,
+            Ok(Some(bytes)) => {
+                let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
+            }
+            Ok(None) => break,
+            Err(FrameError::TooLarge) => {
+                bridge.waker.wake();
+                return ReadStep::End(NetEvent::TooLarge { id });
+            }
+            Err(FrameError::Io(_)) => return ReadStep::End(NetEvent::Eof { id }),
+        }
+    }
+    if blank {
+        let _ = bridge.tx.send(NetEvent::Frame { id, bytes: Bytes::new() });
+    }
+    bridge.waker.wake();
+    if buf.is_empty() {
+        *buf = BytesMut::new(); // idle connections keep no read buffer
+    }
+    ReadStep::Read
+}
+
 enum WriteEnd {
     /// `Outgoing::Close` was written out.
     Closed,
@@ -201,8 +305,9 @@ enum WriteEnd {
     Failed,
 }
 
-/// Writes queued lines, batching whatever is queued into one write.
-async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>) -> WriteEnd {
+/// Writes queued lines, batching whatever is queued into one write. Counts
+/// every byte written out of the connection's unsent output.
+async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>, shared: &SharedState) -> WriteEnd {
     let mut buf = Vec::new();
     loop {
         let Some(first) = rx.recv().await else {
@@ -226,14 +331,19 @@ async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>)
                 next = rx.try_recv().ok();
             }
         }
-        if !buf.is_empty() {
-            if wr.write_all(&buf).await.is_err() {
-                return WriteEnd::Failed;
+        let mut written = 0;
+        while written < buf.len() {
+            match wr.write(&buf[written..]).await {
+                Ok(0) | Err(_) => return WriteEnd::Failed,
+                Ok(n) => {
+                    written += n;
+                    shared.sent(n);
+                }
             }
-            buf.clear();
-            if buf.capacity() > 64 * 1024 {
-                buf = Vec::new();
-            }
+        }
+        buf.clear();
+        if buf.capacity() > 64 * 1024 {
+            buf = Vec::new();
         }
         if close {
             let _ = wr.shutdown().await;

@@ -1,6 +1,7 @@
 //! The in-memory transport: connections into a running `App` without a socket.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bevy_app::App;
@@ -12,7 +13,7 @@ use tokio_util::codec::Decoder;
 use crate::NetConfig;
 use crate::bridge::{ConnectionIndex, NetBridge, NetEvent};
 use crate::codec::{FrameCodec, FrameError};
-use crate::connection::{CloseCause, ConnectionId, Outgoing, Sink};
+use crate::connection::{CloseCause, ConnectionId, Outgoing, SharedState, Sink};
 
 /// A client connected to an `App` through memory instead of a socket.
 ///
@@ -45,6 +46,12 @@ pub struct TestClient {
     lines: std::collections::VecDeque<String>,
     server_closed: bool,
     client_closed: bool,
+    shared: Arc<SharedState>,
+    /// Frames sent while the server had more than half of
+    /// `outbound_queue_bytes` unsent to this client: like bytes left in a
+    /// socket the server does not read, they reach it once the client read
+    /// enough (docs/protocol.md §6, "Output").
+    held: std::collections::VecDeque<NetEvent>,
 }
 
 impl TestClient {
@@ -64,7 +71,9 @@ impl TestClient {
         let config = world.resource::<NetConfig>().clone();
         let id = ConnectionId(bridge.next_memory_id.fetch_sub(1, Ordering::Relaxed));
         let (tx, out) = crossbeam_channel::bounded(config.outbound_queue.max(1));
-        bridge.send(NetEvent::Connected { id, peer, sink: Sink::Memory { tx, events: bridge.tx.clone() } });
+        let shared = SharedState::new(config.outbound_queue_bytes);
+        let sink = Sink::Memory { tx, events: bridge.tx.clone(), shared: Arc::clone(&shared) };
+        bridge.send(NetEvent::Connected { id, peer, sink });
         Self {
             id,
             bridge,
@@ -74,6 +83,8 @@ impl TestClient {
             lines: Default::default(),
             server_closed: false,
             client_closed: false,
+            shared,
+            held: Default::default(),
         }
     }
 
@@ -104,14 +115,45 @@ impl TestClient {
         self.buf.extend_from_slice(bytes);
         loop {
             match self.codec.decode(&mut self.buf) {
-                Ok(Some(frame)) => self.bridge.send(NetEvent::Frame { id: self.id, bytes: frame }),
+                Ok(Some(frame)) => self.deliver(NetEvent::Frame { id: self.id, bytes: frame }),
                 Ok(None) => break,
                 Err(FrameError::TooLarge | FrameError::Io(_)) => {
-                    self.bridge.send(NetEvent::TooLarge { id: self.id });
+                    self.deliver(NetEvent::TooLarge { id: self.id });
                     self.client_closed = true;
                     self.buf.clear();
                     break;
                 }
+            }
+        }
+    }
+
+    /// Bytes the server wrote to this client that it has not read yet.
+    pub fn unsent_bytes(&self) -> usize {
+        self.shared.unsent()
+    }
+
+    /// Frames sent but not yet handed to the server, because the server
+    /// reads nothing from a connection with more than half of
+    /// `outbound_queue_bytes` unsent (docs/protocol.md §6, "Output").
+    pub fn held_frames(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Hands an input event to the server, or holds it (in order) while the
+    /// server does not read this connection.
+    fn deliver(&mut self, event: NetEvent) {
+        if self.held.is_empty() && !self.shared.over_half() {
+            self.bridge.send(event);
+        } else {
+            self.held.push_back(event);
+        }
+    }
+
+    /// Hands over held input once the server reads this connection again.
+    fn release_held(&mut self) {
+        while !self.held.is_empty() && !self.shared.over_half() {
+            if let Some(event) = self.held.pop_front() {
+                self.bridge.send(event);
             }
         }
     }
@@ -137,15 +179,20 @@ impl TestClient {
     fn pull(&mut self) {
         while !self.server_closed {
             match self.out.try_recv() {
-                Ok(Outgoing::Line(line)) => self.lines.push_back(line),
+                Ok(Outgoing::Line(line)) => {
+                    self.shared.sent(line.len() + 1);
+                    self.lines.push_back(line);
+                }
                 Ok(Outgoing::Close) | Err(TryRecvError::Disconnected) => self.server_closed = true,
                 Err(TryRecvError::Empty) => break,
             }
         }
+        self.release_held();
     }
 
     /// Closes the connection from the client side, as a TCP client closing its socket.
     pub fn disconnect(&mut self) {
+        self.held.clear(); // a closed socket's unread input is gone with it
         if !self.client_closed {
             self.client_closed = true;
             self.bridge.send(NetEvent::Eof { id: self.id });
@@ -157,7 +204,7 @@ impl TestClient {
     pub fn shutdown_write(&mut self) {
         if !self.client_closed {
             self.client_closed = true;
-            self.bridge.send(NetEvent::Eof { id: self.id });
+            self.deliver(NetEvent::Eof { id: self.id });
         }
     }
 }

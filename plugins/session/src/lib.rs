@@ -147,7 +147,7 @@ impl Plugin for SessionPlugin {
             .add_systems(Update, apply_store_replies.in_set(SessionSet::Store))
             .add_systems(
                 Update,
-                (end_sessions_of_closing_connections, check_deadlines, finish_shutdown)
+                (end_sessions_of_closing_connections, judge_drained_deadlines, check_deadlines, finish_shutdown)
                     .chain()
                     .in_set(SessionSet::Timers),
             )

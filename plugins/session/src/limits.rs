@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use portcullis_net::{ConnectionClosing, Inbox};
+use portcullis_net::{ConnectionClosing, DrainStatus, Inbox, InputDrained};
 use portcullis_rpc::DisconnectReason;
 
 use crate::machine::SessionCtx;
@@ -165,10 +165,24 @@ pub(crate) fn next_check(
     }
 }
 
+/// How long a session whose transport was asked to drain its input waits for
+/// the answer before it asks again (a safety net; the answer normally comes
+/// within a frame or two).
+const DRAIN_RETRY: Duration = Duration::from_secs(1);
+
 /// Fires the deadlines that are due: login timeout, kick-save deadline and
 /// idle timeout (docs/protocol.md §6). Pops only due entries of the
 /// [`DeadlineQueue`]; a change of `SessionConfig` re-queues every session.
-/// Runs in `SessionSet::Timers`.
+///
+/// A due deadline is judged only after the input already waiting for the
+/// connection has been read (docs/protocol.md §6, "Deadlines"): the
+/// transport is asked with [`Connection::confirm_input_drained`]
+/// (portcullis_net). The in-memory transport confirms at once and the
+/// deadline fires in this frame; TCP answers with an [`InputDrained`]
+/// message, and [`judge_drained_deadlines`] decides then. Runs in
+/// `SessionSet::Timers`.
+///
+/// [`Connection::confirm_input_drained`]: portcullis_net::Connection::confirm_input_drained
 pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
     let now = ctx.now();
     let idle_timeout = ctx.config.idle_timeout;
@@ -177,7 +191,7 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
     }
     while let Some((at, entity)) = ctx.deadlines.pop_due(now) {
         let last_activity = inboxes.get(entity).map_or(Duration::ZERO, |i| i.last_activity);
-        let Ok((_, mut session, _)) = ctx.sessions.get_mut(entity) else { continue };
+        let Ok((_, mut session, conn)) = ctx.sessions.get_mut(entity) else { continue };
         if session.next_check != Some(at) {
             continue; // not this session's entry (cannot happen; stay safe)
         }
@@ -190,14 +204,50 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
             }
             Check::Never => continue,
         };
-        match due {
-            Due::LoginTimeout => ctx.close_unauthenticated(entity, DisconnectReason::LoginTimeout),
-            Due::KickDeadline => ctx.end_kick(entity),
-            Due::Idle => ctx.kick(entity, DisconnectReason::IdleTimeout),
+        if conn.confirm_input_drained() == DrainStatus::Pending {
+            bevy_log::debug!(conn = %conn.id(), deadline = ?due, "deadline due: reading waiting input first");
+            session.awaiting_drain = true;
+            ctx.deadlines.requeue(entity, &mut session, Some(now + DRAIN_RETRY));
+            continue;
         }
+        session.awaiting_drain = false;
+        fire(&mut ctx, entity, due);
     }
     let window = ctx.config.login_fail_window;
     ctx.throttle.prune(now, window);
+}
+
+/// Judges again the deadlines of sessions whose transport has read the input
+/// that was waiting when they came due ([`InputDrained`]): the frames read
+/// meanwhile count as before the deadline (their activity, a final save
+/// dispatched this frame), so a deadline fires only if it is still due
+/// (docs/protocol.md §6, "Deadlines"). Runs in `SessionSet::Timers`, after
+/// the dispatcher, before [`check_deadlines`].
+pub fn judge_drained_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>, mut drained: MessageReader<InputDrained>) {
+    let now = ctx.now();
+    let idle_timeout = ctx.config.idle_timeout;
+    for InputDrained { entity } in drained.read().copied() {
+        let last_activity = inboxes.get(entity).map_or(Duration::ZERO, |i| i.last_activity);
+        let Ok((_, mut session, _)) = ctx.sessions.get_mut(entity) else { continue };
+        if !session.awaiting_drain {
+            continue;
+        }
+        session.awaiting_drain = false;
+        match evaluate(&session, last_activity, idle_timeout, now) {
+            Check::Due(due) => fire(&mut ctx, entity, due),
+            Check::At(later) => ctx.deadlines.requeue(entity, &mut session, Some(later)),
+            Check::Never => ctx.deadlines.requeue(entity, &mut session, None),
+        }
+    }
+}
+
+/// Runs the transition of a deadline that is due.
+fn fire(ctx: &mut SessionCtx, entity: Entity, due: Due) {
+    match due {
+        Due::LoginTimeout => ctx.close_unauthenticated(entity, DisconnectReason::LoginTimeout),
+        Due::KickDeadline => ctx.end_kick(entity),
+        Due::Idle => ctx.kick(entity, DisconnectReason::IdleTimeout),
+    }
 }
 
 /// Ends the session of every connection the server has started to close
@@ -212,5 +262,29 @@ pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx, mut closing: Mes
         if ctx.session(entity).is_some_and(|s| !matches!(s.state, SessionState::Closed)) {
             ctx.connection_closed(entity);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    /// Failures at clock zero (right after start) count for the whole window:
+    /// "within the last `window`" is `now - t < window`, with no window start
+    /// saturated at zero.
+    #[test]
+    fn throttle_counts_failures_made_at_clock_zero() {
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut throttle = LoginThrottle::default();
+        for _ in 0..5 {
+            throttle.record_failure(peer, Duration::ZERO);
+        }
+        assert!(throttle.is_blocked(peer, Duration::ZERO, 5, WINDOW));
+        throttle.prune(Duration::from_secs(1), WINDOW);
+        assert!(throttle.is_blocked(peer, WINDOW - Duration::from_millis(1), 5, WINDOW));
+        assert!(!throttle.is_blocked(peer, WINDOW, 5, WINDOW), "the failures leave the window after it");
     }
 }

@@ -27,6 +27,9 @@ pub struct Session {
     /// This session's entry in the `DeadlineQueue`: no deadline of the
     /// session falls before it.
     pub(crate) next_check: Option<Duration>,
+    /// A deadline came due and the transport was asked to read the input
+    /// already waiting before it is judged (docs/protocol.md §6, "Deadlines").
+    pub(crate) awaiting_drain: bool,
 }
 
 /// The life-cycle states of docs/protocol.md §6.
@@ -78,6 +81,7 @@ impl Session {
             idle_base: now,
             saves_in_flight: 0,
             next_check: None,
+            awaiting_drain: false,
         }
     }
 

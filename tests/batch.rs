@@ -51,32 +51,6 @@ fn send_batch(server: &mut TestServer, client: &mut JsonClient, batch: &Value) -
     got
 }
 
-/// A sync ping after the batch: everything the batch produced comes before
-/// its answer, so nothing can arrive later unnoticed.
-fn messages_before_sync(server: &mut TestServer, client: &mut JsonClient) -> Vec<Value> {
-    client.send_line(r#"{"jsonrpc":"2.0","id":"sync","method":"ping"}"#);
-    let mut got: Vec<Value> = Vec::new();
-    let ok = server.step_until(|_| {
-        got.extend(client.take_all());
-        got.iter().any(|m| m["id"] == "sync")
-    });
-    assert!(ok, "the sync ping was not answered; received {got:?}");
-    got.retain(|m| m["id"] != "sync");
-    got
-}
-
-fn messages_until_closed(server: &mut TestServer, client: &mut JsonClient) -> Vec<Value> {
-    let mut got = Vec::new();
-    let ok = server.step_until(|_| {
-        let closed = client.is_closed();
-        got.extend(client.take_all());
-        closed
-    });
-    assert!(ok, "the server did not close the connection; received {got:?}");
-    got.extend(client.take_all());
-    got
-}
-
 #[track_caller]
 fn array(message: &Value) -> &Vec<Value> {
     message.as_array().unwrap_or_else(|| panic!("expected a batch reply (an array), got {message}"))
@@ -100,7 +74,7 @@ fn empty_batch_is_one_invalid_request() {
     let mut server = server();
     let mut client = server.connect();
     client.send_line("[]");
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].is_object(), "not inside an array: {}", got[0]);
     assert_error(&got[0], -32600, &Value::Null);
@@ -113,7 +87,7 @@ fn batch_over_max_batch_runs_nothing() {
     let mut server = server_with(RpcConfig { max_batch: 2, ..RpcConfig::default() }, NetConfig::default());
     let mut client = server.connect();
     client.send_line(&json!([ping(1), {"jsonrpc": "2.0", "method": "disconnect"}, ping(3)]).to_string());
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_error(&got[0], -32600, &Value::Null);
     assert_eq!(got[0]["error"]["message"], "batch too large");
@@ -144,7 +118,7 @@ fn answers_are_one_array_in_member_order_without_notifications() {
     assert_ping(&entries[2], 1);
 
     client.send_line(&json!([{"jsonrpc": "2.0", "method": "ping"}, {"jsonrpc": "2.0", "method": "ping"}]).to_string());
-    assert_eq!(messages_before_sync(&mut server, &mut client), Vec::<Value>::new());
+    assert_eq!(server.messages_before_sync(&mut client), Vec::<Value>::new());
 }
 
 /// A member that is not a valid request object gets a `-32600` entry with
@@ -164,7 +138,7 @@ fn invalid_members_are_entries_and_count_as_protocol_errors() {
     // The third protocol error, inside the next batch, closes: the entries
     // so far, then `disconnected`, and the member after it never runs.
     client.send_line(&json!([ping(4), "x", ping(5)]).to_string());
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got.len(), 2, "{got:?}");
     let entries = array(&got[0]);
     assert_eq!(entries.len(), 2, "{entries:?}");
@@ -203,7 +177,7 @@ fn rate_limit_close_inside_a_batch_sends_the_entries_so_far_first() {
     let mut client = server.connect();
     let batch: Vec<Value> = (1..=8).map(ping).collect();
     client.send_line(&Value::Array(batch).to_string());
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got.len(), 2, "{got:?}");
     let entries = array(&got[0]);
     // 2 admitted, then refusals 1 and 2 (within the burst), then the third
@@ -223,7 +197,7 @@ fn disconnect_member_ends_the_batch() {
     let mut client = server.connect();
     let batch = json!([ping(1), {"jsonrpc": "2.0", "id": 2, "method": "disconnect"}, ping(3)]);
     client.send_line(&batch.to_string());
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got.len(), 2, "{got:?}");
     let entries = array(&got[0]);
     assert_eq!(entries.len(), 2, "{entries:?}");

@@ -95,20 +95,6 @@ fn state(server: &TestServer, client: &JsonClient) -> Option<&'static str> {
     server.session(client).map(|s| s.state_name())
 }
 
-/// Steps until the server closed `client`; returns every message received
-/// (in order) up to the close.
-fn messages_until_closed(server: &mut TestServer, client: &mut JsonClient) -> Vec<Value> {
-    let mut got = Vec::new();
-    let ok = server.step_until(|_| {
-        let closed = client.is_closed();
-        got.extend(client.take_all());
-        closed
-    });
-    assert!(ok, "the server did not close the connection; received {got:?}");
-    got.extend(client.take_all());
-    got
-}
-
 /// Asserts that the connection is open and nothing was sent to it, after one
 /// more frame.
 #[track_caller]
@@ -124,7 +110,7 @@ fn assert_open_and_silent(server: &mut TestServer, client: &mut JsonClient) {
 /// its entity despawned after the next frames.
 #[track_caller]
 fn assert_login_timeout_close(server: &mut TestServer, client: &mut JsonClient) {
-    let got = messages_until_closed(server, client);
+    let got = server.messages_until_closed(client);
     assert_eq!(got, vec![disconnected("login_timeout")]);
     server.step(2);
     assert!(server.entity(client).is_none(), "the connection entity still exists after the close");
@@ -583,7 +569,7 @@ fn login_in_progress_while_a_takeover_waits() {
 
     let save = server.request(&mut a, "userdata_save", json!({"token": token_a, "data": {"gold": 7}}));
     assert_eq!(save["result"]["version"], 1, "{save}");
-    let rest = messages_until_closed(&mut server, &mut a);
+    let rest = server.messages_until_closed(&mut a);
     assert_eq!(rest, vec![disconnected("duplicate_login")]);
 
     let reply = server.wait_response(&mut b, b_login);

@@ -10,19 +10,6 @@ use portcullis::net::NetConfig;
 use portcullis::session::testing::{TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
-/// Steps frames (clock still) until the server closed `client`; returns every
-/// message it received, in order.
-fn messages_until_closed(server: &mut TestServer, client: &mut portcullis::session::testing::JsonClient) -> Vec<Value> {
-    let mut got = Vec::new();
-    let closed = server.step_until(|_| {
-        got.extend(client.take_all());
-        client.is_closed()
-    });
-    got.extend(client.take_all());
-    assert!(closed, "the connection was not closed; received {} messages", got.len());
-    got
-}
-
 /// A 200-ping flood in the very first frames of the server (clock at zero)
 /// with rate 1/s and burst 20: 20 results, 21 `RATE_LIMITED` (the 21st
 /// refusal within the last second crosses "more than `rate_burst`"), then
@@ -40,7 +27,7 @@ fn rate_limit_close_works_while_the_clock_is_below_one_second() {
     for _ in 0..200 {
         client.send_request("ping", json!({}));
     }
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(server.world().resource::<Time<Real>>().elapsed(), Duration::ZERO);
 
     let results = got.iter().filter(|m| m.get("result").is_some()).count();

@@ -68,38 +68,6 @@ fn assert_ping_result(reply: &Value, id: &Value) {
     assert!(server_ms.abs_diff(now_ms) < 60_000, "server_time_ms {server_ms} is not Unix ms (now {now_ms})");
 }
 
-/// Sends a `ping` with the string id `"sync"` and returns every message that
-/// arrived before its answer. Requests on a connection apply in arrival
-/// order, so anything that an earlier frame caused has been sent by then.
-fn messages_before_sync(server: &mut TestServer, client: &mut JsonClient) -> Vec<Value> {
-    client.send_line(r#"{"jsonrpc":"2.0","id":"sync","method":"ping"}"#);
-    let mut got = Vec::new();
-    let ok = server.step_until(|_| {
-        got.extend(client.take_all());
-        got.iter().any(|m| m["id"] == "sync")
-    });
-    assert!(ok, "the sync ping was not answered; received {got:?}");
-    let at = got.iter().position(|m| m["id"] == "sync").unwrap();
-    let rest = got.split_off(at);
-    assert_eq!(rest.len(), 1, "messages after the sync answer: {rest:?}");
-    assert_ping_result(&rest[0], &json!("sync"));
-    got
-}
-
-/// Steps until the server closed `client`; returns every message received
-/// (in order) up to the close.
-fn messages_until_closed(server: &mut TestServer, client: &mut JsonClient) -> Vec<Value> {
-    let mut got = Vec::new();
-    let ok = server.step_until(|_| {
-        let closed = client.is_closed();
-        got.extend(client.take_all());
-        closed
-    });
-    assert!(ok, "the server did not close the connection; received {got:?}");
-    got.extend(client.take_all());
-    got
-}
-
 /// Asserts that the connection's entity is despawned within two frames.
 #[track_caller]
 fn assert_entity_gone_after_next_frames(server: &mut TestServer, client: &JsonClient) {
@@ -170,7 +138,7 @@ fn null_id_request_is_answered_with_null_id() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_line(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#);
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_ping_result(&got[0], &Value::Null);
 }
@@ -197,7 +165,7 @@ fn invalid_ids_are_invalid_request_with_null_id() {
         "[1]",
     ] {
         client.send_line(&format!(r#"{{"jsonrpc":"2.0","id":{bad},"method":"ping"}}"#));
-        let got = messages_before_sync(&mut server, &mut client);
+        let got = server.messages_before_sync(&mut client);
         assert_eq!(got.len(), 1, "id {bad}: expected exactly one answer, got {got:?}");
         assert_error(&got[0], -32600, &Value::Null);
     }
@@ -227,7 +195,7 @@ fn unknown_method_is_method_not_found_with_id_and_not_a_protocol_error() {
     let reply = server.wait_message(&mut client, |m| m["id"] == "s");
     assert_error(&reply, -32601, &json!("s"));
     // With max_protocol_errors = 1, a counted error would have closed the connection.
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert!(got.is_empty(), "{got:?}");
     assert!(!client.is_closed());
 }
@@ -247,7 +215,7 @@ fn invalid_json_is_parse_error_with_null_id_and_connection_stays() {
         "'single'",
     ] {
         client.send_line(bad);
-        let got = messages_before_sync(&mut server, &mut client);
+        let got = server.messages_before_sync(&mut client);
         assert_eq!(got.len(), 1, "frame {bad:?}: expected one answer, got {got:?}");
         assert_error(&got[0], -32700, &Value::Null);
     }
@@ -263,7 +231,7 @@ fn invalid_utf8_is_parse_error_and_connection_stays() {
     let mut client = server.connect();
     client.raw.send_bytes(b"\xff\xfe\xfd\n");
     client.raw.send_bytes(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc3\x28\"}\n");
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 2, "{got:?}");
     for reply in &got {
         assert_error(reply, -32700, &Value::Null);
@@ -278,17 +246,17 @@ fn nesting_up_to_100_is_served_and_128_is_parse_error() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_line(&ping_nested(100, 100));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_ping_result(&got[0], &json!(100));
 
     client.send_line(&ping_nested(128, 128));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_error(&got[0], -32700, &Value::Null);
 
     client.send_line(&"[".repeat(100_000));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_error(&got[0], -32700, &Value::Null);
     assert!(!client.is_closed());
@@ -314,7 +282,7 @@ fn bad_envelope_is_invalid_request_echoing_the_valid_id() {
     ];
     for (frame, id) in cases {
         client.send_line(frame);
-        let got = messages_before_sync(&mut server, &mut client);
+        let got = server.messages_before_sync(&mut client);
         assert_eq!(got.len(), 1, "frame {frame}: expected one answer, got {got:?}");
         assert_error(&got[0], -32600, &id);
         assert!(got[0].get("result").is_none(), "frame {frame} was executed: {got:?}");
@@ -341,7 +309,7 @@ fn non_request_values_are_invalid_request_with_null_id() {
         r#"{"jsonrpc":"1.0","method":"ping"}"#,
     ] {
         client.send_line(frame);
-        let got = messages_before_sync(&mut server, &mut client);
+        let got = server.messages_before_sync(&mut client);
         assert_eq!(got.len(), 1, "frame {frame}: expected one answer, got {got:?}");
         assert_error(&got[0], -32600, &Value::Null);
     }
@@ -356,7 +324,7 @@ fn crlf_lines_and_several_frames_in_one_write_are_served() {
     client.raw.send_bytes(
         b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\r\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n",
     );
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 2, "{got:?}");
     let mut ids: Vec<i64> = got.iter().map(|m| m["id"].as_i64().unwrap()).collect();
     ids.sort_unstable();
@@ -414,7 +382,7 @@ fn notifications_are_never_answered_even_with_errors() {
     client.send_notification("login", json!({"account": "netease1", "password": "wrong"}));
     client.send_notification("login", json!({"account": 5}));
     client.send_notification("register", json!({"account": "ab", "password": "x"}));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert!(got.is_empty(), "notifications were answered: {got:?}");
     assert_eq!(server.session(&client).map(|s| s.state_name()), Some("awaiting_login"));
 }
@@ -427,7 +395,7 @@ fn notifications_are_executed() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_notification("login", json!({"account": "netease1", "password": "123"}));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert!(got.is_empty(), "{got:?}");
     assert_eq!(server.session(&client).map(|s| s.state_name()), Some("logged_in"));
     // Logged in: a wrong token is now TOKEN_INVALID instead of NOT_LOGGED_IN.
@@ -436,7 +404,7 @@ fn notifications_are_executed() {
 
     let token = server.login(&mut client, "netease1", "123");
     client.send_notification("logout", json!({ "token": token }));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert!(got.is_empty(), "{got:?}");
     assert_eq!(server.session(&client).map(|s| s.state_name()), Some("awaiting_login"));
 }
@@ -448,7 +416,7 @@ fn disconnect_notification_closes_without_an_answer() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_notification("disconnect", json!({}));
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got, vec![disconnected("client_request")]);
     assert_entity_gone_after_next_frames(&mut server, &client);
 }
@@ -476,7 +444,7 @@ fn blank_lines_are_ignored_not_answered_not_counted() {
     client.raw.send_bytes(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n\n\n");
     let reply = server.wait_message(&mut client, |m| m["id"] == 1);
     assert_ping_result(&reply, &json!(1));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert!(got.is_empty(), "blank lines were answered: {got:?}");
     assert!(!client.is_closed());
 }
@@ -501,7 +469,7 @@ fn blank_lines_count_as_activity_for_the_idle_timer() {
     assert!(!client.is_closed(), "closed as idle although a blank line arrived 9 s ago");
     assert!(client.take_all().is_empty());
     server.advance(Duration::from_secs(1)); // 10 s after the blank line
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got, vec![disconnected("idle_timeout")]);
 }
 
@@ -527,13 +495,13 @@ fn default_max_protocol_errors_answers_then_disconnects() {
         if n % 5 == 0 {
             client.send_line(r#"{"jsonrpc":"2.0","id":"u","method":"unknown"}"#);
         }
-        let got = messages_before_sync(&mut server, &mut client);
+        let got = server.messages_before_sync(&mut client);
         let expected_code = if n % 2 == 0 { -32700 } else { -32600 };
         assert_eq!(error_code(&got[0]), Some(expected_code), "frame {n}: {got:?}");
         assert!(!client.is_closed(), "closed after only {} protocol errors", n + 1);
     }
     client.send_line("{the 16th");
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got.len(), 2, "{got:?}");
     assert_error(&got[0], -32700, &Value::Null);
     assert_eq!(got[1], disconnected("protocol_error"));
@@ -558,7 +526,7 @@ fn configured_max_protocol_errors_closes_and_reads_no_further() {
           {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n\
           {\"jsonrpc\":\"2.0\",\"method\":\"disconnect\"}\n",
     );
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got.len(), 5, "{got:?}");
     assert_error(&got[0], -32600, &Value::Null);
     assert_ping_result(&got[1], &json!(1));
@@ -580,7 +548,7 @@ fn disconnect_answers_empty_then_disconnected_then_closes() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_line(r#"{"jsonrpc":"2.0","id":"bye","method":"disconnect","params":{"ignored":true}}"#);
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got, vec![json!({"jsonrpc": "2.0", "id": "bye", "result": {}}), disconnected("client_request")]);
     assert_entity_gone_after_next_frames(&mut server, &client);
 }
@@ -594,7 +562,7 @@ fn disconnect_of_a_logged_in_connection_kills_its_token() {
     let token = server.login(&mut client, "netease1", "123");
     assert!(server.world().resource::<SessionIndex>().entity_of_token(&token).is_some());
     let id = client.send_request("disconnect", json!({}));
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got, vec![json!({"jsonrpc": "2.0", "id": id, "result": {}}), disconnected("client_request")]);
     assert_entity_gone_after_next_frames(&mut server, &client);
     assert!(server.world().resource::<SessionIndex>().entity_of_token(&token).is_none(), "token still live");
@@ -617,7 +585,7 @@ fn frame_of_exactly_default_max_frame_bytes_is_served() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_line(&ping_line_of_len(1, 131_072));
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_ping_result(&got[0], &json!(1));
 }
@@ -798,7 +766,7 @@ fn session_closing_wins_over_auth_and_params_while_kicking() {
     assert_ping_result(&reply, &reply["id"].clone());
 
     let id = client.send_request("disconnect", json!({}));
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     assert_eq!(got, vec![json!({"jsonrpc": "2.0", "id": id, "result": {}}), disconnected("client_request")]);
     assert_entity_gone_after_next_frames(&mut server, &client);
 }
@@ -815,7 +783,7 @@ fn negative_zero_id_is_a_valid_integer_id() {
     let mut server = TestServer::new();
     let mut client = server.connect();
     client.send_line(r#"{"jsonrpc":"2.0","id":-0,"method":"ping"}"#);
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].get("error").is_none(), "id -0 was refused: {}", got[0]);
     assert_eq!(got[0]["id"].as_f64(), Some(0.0), "{}", got[0]);
@@ -837,7 +805,7 @@ fn null_id_requests_get_their_errors_answered() {
     ];
     for (frame, code) in frames {
         client.send_line(frame);
-        let got = messages_before_sync(&mut server, &mut client);
+        let got = server.messages_before_sync(&mut client);
         assert_eq!(got.len(), 1, "frame {frame}: expected one answer, got {got:?}");
         assert_error(&got[0], code, &Value::Null);
     }
@@ -881,7 +849,7 @@ fn half_closed_client_gets_every_answer_before_the_close() {
     let login_id = client.send_request("login", json!({"account": "netease1", "password": "123"}));
     let ping_id = client.send_request("ping", json!({}));
     client.raw.shutdown_write();
-    let got = messages_until_closed(&mut server, &mut client);
+    let got = server.messages_until_closed(&mut client);
     let answered: Vec<&Value> = got.iter().filter(|m| m.get("id").is_some()).collect();
     assert_eq!(answered.len(), 2, "{got:?}");
     assert_eq!(answered[0]["id"], login_id);
@@ -940,7 +908,7 @@ fn duplicate_member_names_are_refused() {
     ));
     client.send_line(r#"{"jsonrpc":"2.0","id":3,"method":"ping","method":"disconnect"}"#);
     client.send_line(r#"{"jsonrpc":"2.0","id":4,"id":5,"method":"ping"}"#);
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 4, "{got:?}");
     assert_invalid_params(&got[0], "token");
     assert_invalid_params(&got[1], "data");
@@ -955,7 +923,7 @@ fn huge_number_id_is_invalid_request() {
     let mut server = lenient_server();
     let mut client = server.connect();
     client.send_line(r#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#);
-    let got = messages_before_sync(&mut server, &mut client);
+    let got = server.messages_before_sync(&mut client);
     assert_eq!(got.len(), 1, "{got:?}");
     assert_error(&got[0], -32600, &Value::Null);
 }

@@ -428,15 +428,19 @@ mod tests {
         assert_eq!(b.admit(t0 + Duration::from_millis(100), 10.0, 3), Admission::Refused);
     }
 
+    /// More than `burst` refusals within a second close, also at clock zero
+    /// (the first frames of the process): the window is `now - t < 1 s`,
+    /// not "after `now - 1 s` saturated at zero".
     #[test]
     fn more_than_burst_refusals_in_a_second_close() {
-        let t0 = Duration::from_secs(1);
-        let mut b = RateBucket::full(2, t0);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::RefusedClose);
+        for t0 in [Duration::ZERO, Duration::from_secs(1)] {
+            let mut b = RateBucket::full(2, t0);
+            assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+            assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
+            assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+            assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
+            assert_eq!(b.admit(t0, 0.0, 2), Admission::RefusedClose, "at {t0:?}");
+        }
     }
 
     #[test]
@@ -446,19 +450,6 @@ mod tests {
         assert_eq!(b.admit(t0, 0.0, 1), Admission::Admitted);
         assert_eq!(b.admit(t0, 0.0, 1), Admission::Refused);
         assert_eq!(b.admit(t0 + Duration::from_secs(2), 0.0, 1), Admission::Refused);
-    }
-
-    /// Refusals at clock zero (the first frames of the process) count: the
-    /// window is `now - t < 1 s`, not "after `now - 1 s` saturated at zero".
-    #[test]
-    fn refusals_at_clock_zero_count_toward_the_close() {
-        let t0 = Duration::ZERO;
-        let mut b = RateBucket::full(2, t0);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Admitted);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::Refused);
-        assert_eq!(b.admit(t0, 0.0, 2), Admission::RefusedClose);
     }
 
     /// A refusal leaves the window exactly one second later, also near zero.

@@ -191,6 +191,39 @@ impl TestServer {
         found.unwrap_or(Value::Null)
     }
 
+    /// Steps until the server closed `client`; returns every message it
+    /// received up to the close, in order. Panics after [`WAIT_LIMIT`].
+    pub fn messages_until_closed(&mut self, client: &mut JsonClient) -> Vec<Value> {
+        let mut got = Vec::new();
+        let ok = self.step_until(|_| {
+            let closed = client.is_closed();
+            got.extend(client.take_all());
+            closed
+        });
+        assert!(ok, "the server did not close the connection; received {got:?}");
+        got.extend(client.take_all());
+        got
+    }
+
+    /// Sends a `ping` with id `"sync"` and steps until it is answered;
+    /// returns every message that came before that answer, so a test sees
+    /// all that its earlier frames produced (nothing can arrive later
+    /// unnoticed). Panics after [`WAIT_LIMIT`].
+    pub fn messages_before_sync(&mut self, client: &mut JsonClient) -> Vec<Value> {
+        client.send_line(r#"{"jsonrpc":"2.0","id":"sync","method":"ping"}"#);
+        let mut got: Vec<Value> = Vec::new();
+        let ok = self.step_until(|_| {
+            got.extend(client.take_all());
+            got.iter().any(|m| m["id"] == "sync")
+        });
+        assert!(ok, "the sync ping was not answered; received {got:?}");
+        let at = got.iter().position(|m| m["id"] == "sync").unwrap_or(got.len());
+        let rest = got.split_off(at);
+        assert_eq!(rest.len(), 1, "messages after the sync answer: {rest:?}");
+        assert!(rest[0]["result"]["server_time_ms"].is_u64(), "the sync ping failed: {}", rest[0]);
+        got
+    }
+
     /// Logs `client` in with a password and returns the token.
     pub fn login(&mut self, client: &mut JsonClient, account: &str, password: &str) -> String {
         let reply = self.request(client, "login", json!({ "account": account, "password": password }));

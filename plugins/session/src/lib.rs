@@ -5,11 +5,17 @@
 //!  RpcSet::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
 //!  SessionSet::Store  ◀── replies ── store.rs: answer, run the transition it completes
 //!  SessionSet::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
-//!  observers: ConnectionOpened → Session; ConnectionClosed, Kick, RequestShutdown → machine.rs
+//!  observers: ConnectionOpened → Session + LoginDeadline; ConnectionClosed, Kick, RequestShutdown → machine.rs
 //! ```
 //!
-//! Every state change of a [`Session`] is one method of [`SessionCtx`] in
-//! `machine.rs`; handlers, timers and observers only decide which to call.
+//! A connection entity carries the design card's components: [`Session`]
+//! (always: its state), [`Token`] (only while logged in or kicking),
+//! [`LoginDeadline`] (only while awaiting login) and [`PendingRpc`] (while
+//! a request waits on the store). They are immutable; every state change is
+//! one method of [`SessionCtx`] in `machine.rs`, the only code that inserts,
+//! replaces or removes them. Handlers, timers and observers only decide
+//! which transition to call. `tests/card.rs` checks their invariants after
+//! every frame of random event sequences (proptest).
 #![forbid(unsafe_code)]
 
 mod events;

@@ -109,7 +109,7 @@ impl SessionCtx<'_, '_> {
         if card.pending.as_ref().is_some_and(PendingRpc::is_empty) {
             card.pending = None;
         }
-        if self.card(entity).is_some_and(|current| current.to_owned() == card) {
+        if self.card(entity).is_some_and(|current| current.is(&card)) {
             return;
         }
         self.staged.next_generation += 1;

@@ -190,6 +190,14 @@ pub(crate) struct CardRef<'a> {
 }
 
 impl CardRef<'_> {
+    /// Whether this is the same card as `card`.
+    pub(crate) fn is(self, card: &Card) -> bool {
+        self.session == &card.session
+            && self.token == card.token.as_ref()
+            && self.deadline == card.deadline.as_ref()
+            && self.pending == card.pending.as_ref()
+    }
+
     pub(crate) fn to_owned(self) -> Card {
         Card {
             session: self.session.clone(),
@@ -253,8 +261,9 @@ pub(crate) fn card_in_world(world: &World, entity: Entity) -> Option<CardRef<'_>
 /// so `On<Insert<Token>>` fires once per login) and drops it from
 /// [`StagedCards`] unless a later write replaced it.
 pub(crate) fn apply_card(world: &mut World, entity: Entity, generation: u64, card: Card) {
-    let mut staged = world.resource_mut::<StagedCards>();
-    if staged.cards.get(&entity).is_some_and(|(g, _)| *g == generation) {
+    if let Some(mut staged) = world.get_resource_mut::<StagedCards>()
+        && staged.cards.get(&entity).is_some_and(|(g, _)| *g == generation)
+    {
         staged.cards.remove(&entity);
     }
     let Ok(mut e) = world.get_entity_mut(entity) else { return };

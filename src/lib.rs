@@ -66,8 +66,9 @@ pub mod prelude {
         RpcPlugin,
     };
     pub use portcullis_session::{
-        Kick, Kicked, LoggedIn, LoggedOut, RequestShutdown, Session, SessionConfig, SessionIndex, SessionPlugin,
-        UserData, UserDataChanged, UserDataWriteFailed, WriteFailure, WriteUserData,
+        Kick, Kicked, LoggedIn, LoggedOut, LoginDeadline, PendingRpc, RequestShutdown, Session, SessionConfig,
+        SessionIndex, SessionPlugin, SessionState, Token, UserData, UserDataChanged, UserDataWriteFailed, WriteFailure,
+        WriteUserData,
     };
     pub use portcullis_store::StoreConfig;
 }

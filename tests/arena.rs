@@ -183,3 +183,43 @@ fn players_leave_on_logout_and_close() {
     let moved = call(&mut server, &mut bob, &tb, "move", json!({"dx": 1, "dy": 0}));
     assert_eq!(error_code(&moved), Some(1001));
 }
+
+/// A user would see: their player teleported back to a spawn point (or
+/// healed) by a save or a token login, because "logged in" fired again; or
+/// a player missing after logging out and in again.
+#[test]
+fn a_player_enters_once_per_login_when_its_token_is_inserted() {
+    let mut server = arena();
+    let (mut alice, token) = player(&mut server, "netease1");
+    let moved = call(&mut server, &mut alice, &token, "move", json!({"dx": 1, "dy": 1}));
+    assert_eq!(moved["result"], json!({"x": 9, "y": 11}));
+
+    // Neither a save nor a token login inserts the Token again.
+    let saved = call(&mut server, &mut alice, &token, "userdata_save", json!({"data": {"x": 9}}));
+    assert_eq!(saved["result"]["version"], 1);
+    let again = server.request(&mut alice, "login", json!({"token": token}));
+    assert_eq!(again["result"]["token"], json!(token));
+    let first = next_state(&mut server, &mut alice);
+    assert_eq!(entry(&first, "netease1")["x"], 9, "still where it walked: {first}");
+
+    // Logout takes the player out; the next login (a new Token) puts it back.
+    let out = call(&mut server, &mut alice, &token, "logout", json!({}));
+    assert_eq!(out["result"], json!({}));
+    let entity = server.entity(&alice).unwrap();
+    assert!(server.world().get::<game::Player>(entity).is_none());
+    let token = server.login(&mut alice, "netease1", "123");
+    assert!(server.world().get::<game::Player>(entity).is_some(), "back in the arena after the new login");
+    let online = call(&mut server, &mut alice, &token, "arena_online", json!({}));
+    assert_eq!(online["result"], json!({"players": ["netease1"]}));
+}
+
+/// A user would see: a connection that never logged in listed as a player.
+#[test]
+fn arena_online_lists_the_sessions_with_a_token() {
+    let mut server = arena();
+    let (mut alice, ta) = player(&mut server, "netease1");
+    let (_bob, _tb) = player(&mut server, "netease2");
+    let _lurker = server.connect();
+    let online = call(&mut server, &mut alice, &ta, "arena_online", json!({}));
+    assert_eq!(online["result"], json!({"players": ["netease1", "netease2"]}));
+}

@@ -2,8 +2,9 @@
 //! each other; the state of everyone is pushed to every player each tick.
 //!
 //! ```text
-//!  LoggedIn  ──▶ insert Player + Position (a spawn point) + Health (full)
-//!  LoggedOut ──▶ remove them (logout, end of a kick, close)
+//!  Insert<Token> ──▶ insert Player + Position (a spawn point) + Health (full)
+//!  LoggedOut     ──▶ remove them (logout, end of a kick, close)
+//!  `arena_online` {"token"}           ──▶ the account names of every session with a Token
 //!  `move`   {"token","dx","dy"}      ──▶ Position += (dx, dy), kept on the grid
 //!  `attack` {"token","target":NAME}  ──▶ target Health -= damage; at 0: respawn, kills/deaths
 //!  FixedUpdate: push_state ──▶ `arena_state` to every player
@@ -122,18 +123,46 @@ impl Plugin for ArenaPlugin {
             .add_observer(leave_arena)
             .add_rpc_method("move", Access::LoggedIn, move_player)
             .add_rpc_method("attack", Access::LoggedIn, attack)
+            .add_rpc_method("arena_online", Access::LoggedIn, online)
             .add_systems(FixedUpdate, push_state);
     }
 }
 
 /// Puts a player that logged in on the next spawn point with full health.
-fn enter_arena(login: On<LoggedIn>, mut arena: ResMut<Arena>, config: Res<ArenaConfig>, mut commands: Commands) {
+///
+/// "Logged in" is the insertion of the session's [`Token`] component: the
+/// session plugin inserts it once per login (a token login or a save does
+/// not insert it again), with the [`Session`] already in its logged-in state.
+fn enter_arena(
+    login: On<Insert<Token>>,
+    sessions: Query<&Session>,
+    mut arena: ResMut<Arena>,
+    config: Res<ArenaConfig>,
+    mut commands: Commands,
+) {
+    let Some(account) = sessions.get(login.entity).ok().and_then(Session::account) else { return };
     let spawn = config.spawn_points.get(arena.next_spawn % config.spawn_points.len().max(1)).copied();
     arena.next_spawn = arena.next_spawn.wrapping_add(1);
     let position = spawn.unwrap_or(Position { x: 0, y: 0 });
-    let player = Player { account: login.account.name.clone(), kills: 0, deaths: 0 };
+    let player = Player { account: account.name.clone(), kills: 0, deaths: 0 };
     bevy_log::info!(account = %player.account, x = position.x, y = position.y, "entered the arena");
     commands.entity(login.entity).try_insert((player, position, Health(config.max_health)));
+}
+
+/// Result of `arena_online`: `{"players":[ACCOUNT,...]}`, sorted.
+#[derive(Debug, Serialize)]
+pub struct OnlineResult {
+    /// The account names of every logged-in session (kicked ones too, until they go).
+    pub players: Vec<String>,
+}
+
+/// `arena_online` **auth**: who is logged in. Reads the card: every session
+/// with a [`Token`] is logged in (or being kicked); a connection that has
+/// not logged in has none.
+fn online(In(_req): In<Request<NoParams>>, sessions: Query<&Session, With<Token>>) -> Result<OnlineResult, RpcError> {
+    let mut players: Vec<String> = sessions.iter().filter_map(Session::account).map(|a| a.name.clone()).collect();
+    players.sort_unstable();
+    Ok(OnlineResult { players })
 }
 
 /// Takes a player whose session ended out of the arena.

@@ -7,7 +7,7 @@ use portcullis_rpc::{Access, ErrorCode, GateInput, RpcError};
 use serde_json::Value;
 
 use crate::shutdown::ShutdownState;
-use crate::state::{Session, SessionState};
+use crate::state::{SessionState, card_in_world};
 
 /// Methods a session being kicked may still call (docs/protocol.md §6).
 pub const ALLOWED_WHILE_KICKING: [&str; 4] = ["userdata_save", "logout", "ping", "disconnect"];
@@ -25,7 +25,8 @@ impl Default for KickAllowList {
 
 /// The gate installed into `RpcGates` by `SessionPlugin`.
 pub fn session_gate(world: &mut World, input: &GateInput<'_>) -> Result<(), RpcError> {
-    let Some(session) = world.get::<Session>(input.entity) else { return Ok(()) };
+    let Some(card) = card_in_world(world, input.entity) else { return Ok(()) };
+    let session = card.session;
     // 1006: a kicked session may only save, log out, ping or disconnect.
     if session.is_kicking()
         && !world.get_resource::<KickAllowList>().is_some_and(|allowed| allowed.0.iter().any(|m| m == input.method))
@@ -43,7 +44,9 @@ pub fn session_gate(world: &mut World, input: &GateInput<'_>) -> Result<(), RpcE
         }
     }
     if input.access == Access::LoggedIn {
-        let Some(live) = session.token() else { return Err(RpcError::new(ErrorCode::NotLoggedIn)) };
+        let Some(live) = card.token.filter(|_| session.is_logged_in()) else {
+            return Err(RpcError::new(ErrorCode::NotLoggedIn));
+        };
         if input.duplicate_param == Some("token") {
             return Err(RpcError::invalid_params("token"));
         }

@@ -5,11 +5,17 @@
 //!  RpcSet::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
 //!  SessionSet::Store  ◀── replies ── store.rs: answer, run the transition it completes
 //!  SessionSet::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
-//!  observers: ConnectionOpened → Session; ConnectionClosed, Kick, RequestShutdown → machine.rs
+//!  observers: ConnectionOpened → Session + LoginDeadline; ConnectionClosed, Kick, RequestShutdown → machine.rs
 //! ```
 //!
-//! Every state change of a [`Session`] is one method of [`SessionCtx`] in
-//! `machine.rs`; handlers, timers and observers only decide which to call.
+//! A connection entity carries the design card's components: [`Session`]
+//! (always: its state), [`Token`] (only while logged in or kicking),
+//! [`LoginDeadline`] (only while awaiting login) and [`PendingRpc`] (while
+//! a request waits on the store). They are immutable; every state change is
+//! one method of [`SessionCtx`] in `machine.rs`, the only code that inserts,
+//! replaces or removes them. Handlers, timers and observers only decide
+//! which transition to call. `tests/card.rs` checks their invariants after
+//! every frame of random event sequences (proptest).
 #![forbid(unsafe_code)]
 
 mod events;
@@ -29,9 +35,8 @@ use std::time::Duration;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use bevy_time::{Real, Time};
 use portcullis_net::{ConnectionClosed, ConnectionOpened, FrameWaker, NetSet};
-use portcullis_rpc::{Access, Rpc, RpcAppExt, RpcGates, RpcSet};
+use portcullis_rpc::{Access, RpcAppExt, RpcGates, RpcSet};
 use portcullis_store::{Store, StoreConfig};
 
 pub use events::*;
@@ -132,7 +137,8 @@ impl Plugin for SessionPlugin {
         app.insert_resource(self.config.clone())
             .insert_resource(StoreHandle(Some(store)))
             .init_resource::<SessionIndex>()
-            .init_resource::<PendingStore>()
+            .init_resource::<PendingTags>()
+            .init_resource::<StagedCards>()
             .init_resource::<LoginThrottle>()
             .init_resource::<DeadlineQueue>()
             .init_resource::<ShutdownState>()
@@ -166,25 +172,9 @@ impl Plugin for SessionPlugin {
     }
 }
 
-/// Gives every new connection its [`Session`] with a login deadline; during
-/// a shutdown a new connection is told `server_shutdown` and closed.
-fn on_connection_opened(
-    opened: On<ConnectionOpened>,
-    mut commands: Commands,
-    time: Res<Time<Real>>,
-    config: Res<SessionConfig>,
-    shutdown: Res<ShutdownState>,
-    mut deadlines: ResMut<DeadlineQueue>,
-    mut rpc: Rpc,
-) {
-    let now = time.elapsed();
-    let mut session = Session::new(now + config.login_timeout, now);
-    if shutdown.is_active() {
-        session.state = SessionState::Closed;
-        rpc.disconnect(opened.entity, DisconnectReason::ServerShutdown);
-    } else {
-        let at = next_check(&session, now, config.idle_timeout, now);
-        deadlines.requeue(opened.entity, &mut session, at);
-    }
-    commands.entity(opened.entity).try_insert(session);
+/// Gives every new connection its [`Session`] and [`LoginDeadline`] (the
+/// transition in `machine.rs`); during a shutdown a new connection is told
+/// `server_shutdown` and closed.
+fn on_connection_opened(opened: On<ConnectionOpened>, mut ctx: SessionCtx) {
+    ctx.open(opened.entity);
 }

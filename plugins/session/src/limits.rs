@@ -9,8 +9,8 @@ use bevy_ecs::prelude::*;
 use portcullis_net::{ConnectionClosing, DrainStatus, Inbox, InputDrained};
 use portcullis_rpc::DisconnectReason;
 
-use crate::machine::SessionCtx;
-use crate::state::{Session, SessionState};
+use crate::machine::{SessionCtx, card_of};
+use crate::state::{CardRef, SessionState, SessionTimers};
 
 /// Failed password logins per peer IP address (docs/protocol.md §6, "Login
 /// throttling"). Inserted by `SessionPlugin`.
@@ -84,8 +84,8 @@ impl DeadlineQueue {
     }
 
     /// Moves `entity`'s entry to `at` (`None`: no entry) and records it in
-    /// `session.next_check`, which names the entry to remove next time.
-    pub(crate) fn requeue(&mut self, entity: Entity, session: &mut Session, at: Option<Duration>) {
+    /// `timers.next_check`, which names the entry to remove next time.
+    pub(crate) fn requeue(&mut self, entity: Entity, session: &mut SessionTimers, at: Option<Duration>) {
         if session.next_check == at {
             return;
         }
@@ -129,20 +129,30 @@ pub(crate) enum Due {
 /// The deadlines of docs/protocol.md §6 for one session at `now`; `last_activity`
 /// is its last frame (`Duration::ZERO` gives a lower bound of the idle
 /// deadline when the inbox is not at hand).
-pub(crate) fn evaluate(session: &Session, last_activity: Duration, idle_timeout: Duration, now: Duration) -> Check {
-    let idle_at = last_activity.max(session.idle_base).checked_add(idle_timeout);
+pub(crate) fn evaluate(
+    card: CardRef<'_>,
+    timers: &SessionTimers,
+    last_activity: Duration,
+    idle_timeout: Duration,
+    now: Duration,
+) -> Check {
+    let idle_at = last_activity.max(timers.idle_base).checked_add(idle_timeout);
     let idle_due = idle_at.is_some_and(|t| now >= t);
     let earliest = |a: Duration, b: Option<Duration>| Check::At(b.map_or(a, |b| a.min(b)));
-    match &session.state {
+    let login_deadline = card.deadline.map(|d| d.0);
+    match &card.session.state {
         // Not logged in within login_timeout → disconnected login_timeout.
-        SessionState::AwaitingLogin { deadline } if now >= *deadline => Check::Due(Due::LoginTimeout),
+        SessionState::AwaitingLogin if login_deadline.is_some_and(|d| now >= d) => Check::Due(Due::LoginTimeout),
         // Idle: a logged-in session is kicked, any other connection closed.
-        SessionState::AwaitingLogin { .. } | SessionState::LoggedIn { .. } if idle_due => Check::Due(Due::Idle),
-        SessionState::AwaitingLogin { deadline } => earliest(*deadline, idle_at),
+        SessionState::AwaitingLogin | SessionState::LoggedIn { .. } if idle_due => Check::Due(Due::Idle),
+        SessionState::AwaitingLogin => match login_deadline {
+            Some(deadline) => earliest(deadline, idle_at),
+            None => idle_at.map_or(Check::Never, Check::At),
+        },
         SessionState::LoggedIn { .. } => idle_at.map_or(Check::Never, Check::At),
         // A save already on its way to the store is waited for; its answer
         // re-queues the session.
-        SessionState::Kicking { .. } if session.saves_in_flight > 0 => Check::Never,
+        SessionState::Kicking { .. } if timers.saves_in_flight > 0 => Check::Never,
         // The kicked session did not save in time → closed without a save.
         SessionState::Kicking { deadline, .. } if now >= *deadline => Check::Due(Due::KickDeadline),
         SessionState::Kicking { deadline, .. } => Check::At(*deadline),
@@ -150,15 +160,16 @@ pub(crate) fn evaluate(session: &Session, last_activity: Duration, idle_timeout:
     }
 }
 
-/// When `session` must next be checked: `now` if a deadline has passed,
+/// When a session must next be checked: `now` if a deadline has passed,
 /// else its earliest deadline; `None` in a state without deadlines.
 pub(crate) fn next_check(
-    session: &Session,
+    card: CardRef<'_>,
+    timers: &SessionTimers,
     last_activity: Duration,
     idle_timeout: Duration,
     now: Duration,
 ) -> Option<Duration> {
-    match evaluate(session, last_activity, idle_timeout, now) {
+    match evaluate(card, timers, last_activity, idle_timeout, now) {
         Check::Due(_) => Some(now),
         Check::At(at) => Some(at),
         Check::Never => None,
@@ -191,12 +202,13 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
     }
     while let Some((at, entity)) = ctx.deadlines.pop_due(now) {
         let last_activity = inboxes.get(entity).map_or(Duration::ZERO, |i| i.last_activity);
+        let Some(card) = card_of(&ctx.staged, &ctx.cards, entity) else { continue };
         let Ok((_, mut session, conn)) = ctx.sessions.get_mut(entity) else { continue };
         if session.next_check != Some(at) {
             continue; // not this session's entry (cannot happen; stay safe)
         }
         session.next_check = None;
-        let due = match evaluate(&session, last_activity, idle_timeout, now) {
+        let due = match evaluate(card, &session, last_activity, idle_timeout, now) {
             Check::Due(due) => due,
             Check::At(later) => {
                 ctx.deadlines.requeue(entity, &mut session, Some(later));
@@ -228,12 +240,13 @@ pub fn judge_drained_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>, mut 
     let idle_timeout = ctx.config.idle_timeout;
     for InputDrained { entity } in drained.read().copied() {
         let last_activity = inboxes.get(entity).map_or(Duration::ZERO, |i| i.last_activity);
+        let Some(card) = card_of(&ctx.staged, &ctx.cards, entity) else { continue };
         let Ok((_, mut session, _)) = ctx.sessions.get_mut(entity) else { continue };
         if !session.awaiting_drain {
             continue;
         }
         session.awaiting_drain = false;
-        match evaluate(&session, last_activity, idle_timeout, now) {
+        match evaluate(card, &session, last_activity, idle_timeout, now) {
             Check::Due(due) => fire(&mut ctx, entity, due),
             Check::At(later) => ctx.deadlines.requeue(entity, &mut session, Some(later)),
             Check::Never => ctx.deadlines.requeue(entity, &mut session, None),

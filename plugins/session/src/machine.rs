@@ -1,5 +1,13 @@
 //! The session state machine of docs/protocol.md §6: every state change of a
-//! [`Session`] happens in this file, one method per transition.
+//! [`Session`] happens in this file, one method per transition, and only
+//! this file inserts, replaces or removes the card components ([`Session`],
+//! [`Token`], [`LoginDeadline`], [`PendingRpc`]).
+//!
+//! A transition writes the entity's whole card at once ([`SessionCtx`]'s
+//! `write`): into [`StagedCards`], which every later transition and the
+//! gate read first, and as a command that inserts and removes the
+//! components. So a transition sees the ones before it in the same system,
+//! and the components never disagree once commands are applied.
 //!
 //! ```text
 //!  AwaitingLogin ──login ok──────────────────────────────▶ LoggedIn
@@ -26,8 +34,11 @@ use crate::SessionConfig;
 use crate::events::{Kicked, LoggedIn, LoggedOut};
 use crate::limits::{DeadlineQueue, LoginThrottle, next_check};
 use crate::shutdown::ShutdownState;
-use crate::state::{Session, SessionIndex, SessionState};
-use crate::store::{PendingOp, PendingStore, StoreHandle};
+use crate::state::{
+    Card, CardRef, LoginDeadline, PendingRpc, Session, SessionIndex, SessionState, SessionTimers, StagedCards,
+    apply_card,
+};
+use crate::store::{PendingOp, PendingTags, StoreHandle};
 use crate::token::Token;
 use crate::userdata::UserData;
 
@@ -40,14 +51,20 @@ pub struct LoginResult {
     pub token: String,
 }
 
+/// The four card components of a connection, read-only (they are immutable).
+pub(crate) type CardData =
+    (&'static Session, Option<&'static Token>, Option<&'static LoginDeadline>, Option<&'static PendingRpc>);
+
 /// Everything a transition touches. A system parameter, so request
 /// handlers, timers and observers all run the same transitions.
 #[derive(SystemParam)]
 pub struct SessionCtx<'w, 's> {
-    pub(crate) sessions: Query<'w, 's, (Entity, &'static mut Session, &'static Connection)>,
+    pub(crate) cards: Query<'w, 's, CardData>,
+    pub(crate) sessions: Query<'w, 's, (Entity, &'static mut SessionTimers, &'static Connection)>,
+    pub(crate) staged: ResMut<'w, StagedCards>,
     pub(crate) rpc: Rpc<'w, 's>,
     pub(crate) index: ResMut<'w, SessionIndex>,
-    pub(crate) pending: ResMut<'w, PendingStore>,
+    pub(crate) pending: ResMut<'w, PendingTags>,
     pub(crate) store: ResMut<'w, StoreHandle>,
     pub(crate) config: Res<'w, SessionConfig>,
     pub(crate) time: Res<'w, Time<Real>>,
@@ -58,18 +75,70 @@ pub struct SessionCtx<'w, 's> {
     pub(crate) commands: Commands<'w, 's>,
 }
 
+/// The card of `entity`: staged by a transition of this frame, else its components.
+pub(crate) fn card_of<'a>(
+    staged: &'a StagedCards,
+    cards: &'a Query<'_, '_, CardData>,
+    entity: Entity,
+) -> Option<CardRef<'a>> {
+    if let Some((_, card)) = staged.cards.get(&entity) {
+        return Some(card.as_ref());
+    }
+    let (session, token, deadline, pending) = cards.get(entity).ok()?;
+    Some(CardRef { session, token, deadline, pending })
+}
+
 impl SessionCtx<'_, '_> {
     /// Now, on the real clock that every deadline uses.
     pub(crate) fn now(&self) -> Duration {
         self.time.elapsed()
     }
 
-    pub(crate) fn session(&self, entity: Entity) -> Option<&Session> {
-        self.sessions.get(entity).ok().map(|(_, s, _)| s)
+    /// The card of `entity` as the transitions see it.
+    pub(crate) fn card(&self, entity: Entity) -> Option<CardRef<'_>> {
+        card_of(&self.staged, &self.cards, entity)
     }
 
-    fn session_mut(&mut self, entity: Entity) -> Option<Mut<'_, Session>> {
-        self.sessions.get_mut(entity).ok().map(|(_, s, _)| s)
+    /// The session of `entity` as the transitions see it.
+    pub(crate) fn session(&self, entity: Entity) -> Option<&Session> {
+        self.card(entity).map(|c| c.session)
+    }
+
+    /// Writes `entity`'s card: staged at once, applied to the components by a command.
+    fn write(&mut self, entity: Entity, mut card: Card) {
+        if card.pending.as_ref().is_some_and(PendingRpc::is_empty) {
+            card.pending = None;
+        }
+        if self.card(entity).is_some_and(|current| current.is(&card)) {
+            return;
+        }
+        self.staged.next_generation += 1;
+        let generation = self.staged.next_generation;
+        self.staged.cards.insert(entity, (generation, card.clone()));
+        self.commands.queue(move |world: &mut World| apply_card(world, entity, generation, card));
+    }
+
+    /// Transition: a connection opened → awaiting login with a login deadline
+    /// (or, during a shutdown, closed at once with `server_shutdown`).
+    pub(crate) fn open(&mut self, entity: Entity) {
+        let now = self.now();
+        let mut timers = SessionTimers { idle_base: now, ..SessionTimers::default() };
+        let mut card = Card {
+            session: Session { state: SessionState::AwaitingLogin },
+            token: None,
+            deadline: Some(LoginDeadline(now + self.config.login_timeout)),
+            pending: None,
+        };
+        if self.shutdown.is_active() {
+            card.session.state = SessionState::Closed;
+            card.deadline = None;
+            self.rpc.disconnect(entity, DisconnectReason::ServerShutdown);
+        } else {
+            let at = next_check(card.as_ref(), &timers, now, self.config.idle_timeout, now);
+            self.deadlines.requeue(entity, &mut timers, at);
+        }
+        self.commands.entity(entity).try_insert(timers);
+        self.write(entity, card);
     }
 
     /// Moves `entity`'s entry in the [`DeadlineQueue`] to its next deadline
@@ -79,9 +148,10 @@ impl SessionCtx<'_, '_> {
     pub(crate) fn schedule(&mut self, entity: Entity) {
         let now = self.now();
         let idle_timeout = self.config.idle_timeout;
-        let Ok((_, mut session, _)) = self.sessions.get_mut(entity) else { return };
-        let at = next_check(&session, Duration::ZERO, idle_timeout, now);
-        self.deadlines.requeue(entity, &mut session, at);
+        let Some(card) = card_of(&self.staged, &self.cards, entity) else { return };
+        let Ok((_, mut timers, _)) = self.sessions.get_mut(entity) else { return };
+        let at = next_check(card, &timers, Duration::ZERO, idle_timeout, now);
+        self.deadlines.requeue(entity, &mut timers, at);
     }
 
     /// Re-queues every session (the timeouts changed).
@@ -89,52 +159,102 @@ impl SessionCtx<'_, '_> {
         let now = self.now();
         let idle_timeout = self.config.idle_timeout;
         self.deadlines.clear();
-        for (entity, mut session, _) in &mut self.sessions {
-            session.next_check = None; // its entry went with the clear
-            let at = next_check(&session, Duration::ZERO, idle_timeout, now);
-            self.deadlines.requeue(entity, &mut session, at);
+        for (entity, mut timers, _) in &mut self.sessions {
+            timers.next_check = None; // its entry went with the clear
+            let Some(card) = card_of(&self.staged, &self.cards, entity) else { continue };
+            let at = next_check(card, &timers, Duration::ZERO, idle_timeout, now);
+            self.deadlines.requeue(entity, &mut timers, at);
         }
     }
 
     /// A save of `entity` was answered by the store: one fewer in flight. A
     /// kick that waited for it past its deadline can now end.
     pub(crate) fn save_finished(&mut self, entity: Entity) {
-        if let Ok((_, mut session, _)) = self.sessions.get_mut(entity) {
-            session.saves_in_flight = session.saves_in_flight.saturating_sub(1);
+        if let Ok((_, mut timers, _)) = self.sessions.get_mut(entity) {
+            timers.saves_in_flight = timers.saves_in_flight.saturating_sub(1);
         }
         self.schedule(entity);
     }
 
-    /// Hands a request to the store on behalf of `reply_to`; the answer comes
-    /// back through `store::apply_store_replies`. A full or closed queue is
-    /// `SERVER_BUSY` (docs/protocol.md §3).
+    /// A client save of `entity` was answered: whether the answer ends its
+    /// kick (it is one sent after `kicked`, docs/protocol.md §6).
+    pub(crate) fn save_answered_while_kicking(&mut self, entity: Entity) -> bool {
+        if !self.session(entity).is_some_and(Session::is_kicking) {
+            return false;
+        }
+        let Ok((_, mut timers, _)) = self.sessions.get_mut(entity) else { return false };
+        if timers.saves_before_kick > 0 {
+            timers.saves_before_kick -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Hands a request to the store on behalf of `reply_to` and adds it to
+    /// the connection's [`PendingRpc`]; the answer comes back through
+    /// `store::apply_store_replies`. A full or closed queue is `SERVER_BUSY`
+    /// (docs/protocol.md §3).
     pub(crate) fn submit(&mut self, reply_to: &ReplyTo, op: PendingOp, request: StoreRequest) -> Result<(), RpcError> {
         let Some(store) = self.store.get() else { return Err(RpcError::new(ErrorCode::ServerBusy)) };
         let tag = self.pending.next_tag();
         match store.submit(tag, request) {
             Ok(()) => {
+                let entity = reply_to.entity;
                 if matches!(op, PendingOp::Save { .. } | PendingOp::ServerWrite { .. })
-                    && let Some(mut s) = self.session_mut(reply_to.entity)
+                    && let Ok((_, mut timers, _)) = self.sessions.get_mut(entity)
                 {
-                    s.saves_in_flight += 1;
+                    timers.saves_in_flight += 1;
                 }
-                self.pending.insert(tag, reply_to.clone(), op);
+                match self.card(entity).map(CardRef::to_owned) {
+                    Some(mut card) => {
+                        card.pending.get_or_insert_with(|| PendingRpc { ops: Vec::new() }).ops.push((
+                            tag,
+                            reply_to.clone(),
+                            op,
+                        ));
+                        self.pending.by_tag.insert(tag, entity);
+                        self.write(entity, card);
+                    }
+                    None => {
+                        self.pending.orphans.insert(tag, (reply_to.clone(), op));
+                    }
+                }
                 Ok(())
             }
             Err(SubmitError::Full | SubmitError::Closed) => Err(RpcError::new(ErrorCode::ServerBusy)),
         }
     }
 
+    /// The store answered the request with `tag`: takes it out of its
+    /// connection's [`PendingRpc`] (or of the requests of closed connections).
+    pub(crate) fn take_pending(&mut self, tag: u64) -> Option<(ReplyTo, PendingOp)> {
+        if let Some(orphan) = self.pending.orphans.remove(&tag) {
+            return Some(orphan);
+        }
+        let entity = self.pending.by_tag.remove(&tag)?;
+        let mut card = self.card(entity)?.to_owned();
+        let pending = card.pending.as_mut()?;
+        let at = pending.ops.iter().position(|(t, _, _)| *t == tag)?;
+        let (_, reply_to, op) = pending.ops.remove(at);
+        self.write(entity, card);
+        Some((reply_to, op))
+    }
+
     /// Transition: awaiting login (or waiting for a takeover) → logged in.
-    /// Issues the token (docs/protocol.md §4) and indexes the session.
+    /// Issues the token (docs/protocol.md §4), inserts it as the [`Token`]
+    /// component, removes the [`LoginDeadline`] and indexes the session.
     pub(crate) fn log_in(&mut self, entity: Entity, account: Account) -> Option<LoginResult> {
         let now = self.now();
-        let (_, mut session, conn) = self.sessions.get_mut(entity).ok()?;
+        let mut card = self.card(entity)?.to_owned();
+        let (_, mut timers, conn) = self.sessions.get_mut(entity).ok()?;
         let token = Token::generate(&account.name, conn.id().0);
         bevy_log::info!(conn = %conn.id(), account = %account.name, "logged in");
+        timers.idle_base = now;
         let result = LoginResult { account: account.name.clone(), token: token.as_str().to_owned() };
-        session.state = SessionState::LoggedIn { account: account.clone(), token: token.clone() };
-        session.idle_base = now;
+        card.session.state = SessionState::LoggedIn { account: account.clone() };
+        card.token = Some(token.clone());
+        card.deadline = None;
+        self.write(entity, card);
         self.index.by_account.insert(account.id, entity);
         self.index.by_name.insert(account.name.to_ascii_lowercase(), entity);
         self.index.by_token.insert(token, entity);
@@ -154,25 +274,23 @@ impl SessionCtx<'_, '_> {
     /// A password login was verified by the store (docs/protocol.md §4 `login`, §6).
     pub(crate) fn password_login_verified(&mut self, reply_to: &ReplyTo, account: Account) {
         let entity = reply_to.entity;
-        let Some(session) = self.session(entity) else { return };
-        let answer: Result<LoginResult, RpcError> = match &session.state {
+        let Some(card) = self.card(entity) else { return };
+        let answer: Result<LoginResult, RpcError> = match (&card.session.state, card.token) {
             // §4: a login as the account already held returns the current token.
-            SessionState::LoggedIn { account: current, token } if current.id == account.id => {
+            (SessionState::LoggedIn { account: current }, Some(token)) if current.id == account.id => {
                 Ok(LoginResult { account: current.name.clone(), token: token.as_str().to_owned() })
             }
-            SessionState::LoggedIn { .. } => Err(RpcError::new(ErrorCode::AlreadyLoggedIn)),
-            SessionState::Kicking { .. } => Err(RpcError::new(ErrorCode::SessionClosing)),
-            SessionState::WaitingTakeover { .. } => Err(RpcError::new(ErrorCode::LoginInProgress)),
-            SessionState::Closed => return,
+            (SessionState::LoggedIn { .. }, _) => Err(RpcError::new(ErrorCode::AlreadyLoggedIn)),
+            (SessionState::Kicking { .. }, _) => Err(RpcError::new(ErrorCode::SessionClosing)),
+            (SessionState::WaitingTakeover { .. }, _) => Err(RpcError::new(ErrorCode::LoginInProgress)),
+            (SessionState::Closed, _) => return,
             // §6 shutdown: a login that arrives while shutting down gets SERVER_BUSY.
-            SessionState::AwaitingLogin { .. } if self.shutdown.is_active() => {
-                Err(RpcError::new(ErrorCode::ServerBusy))
-            }
+            (SessionState::AwaitingLogin, _) if self.shutdown.is_active() => Err(RpcError::new(ErrorCode::ServerBusy)),
             // §6: a third login while a takeover of the account is under way.
-            SessionState::AwaitingLogin { .. } if self.index.takeovers.contains_key(&account.id) => {
+            (SessionState::AwaitingLogin, _) if self.index.takeovers.contains_key(&account.id) => {
                 Err(RpcError::new(ErrorCode::LoginInProgress))
             }
-            SessionState::AwaitingLogin { .. } => match self.index.by_account.get(&account.id).copied() {
+            (SessionState::AwaitingLogin, _) => match self.index.by_account.get(&account.id).copied() {
                 Some(old) if old != entity => {
                     self.begin_takeover(reply_to, account, old);
                     return;
@@ -185,14 +303,17 @@ impl SessionCtx<'_, '_> {
 
     /// Transition: awaiting login → waiting for takeover (§6 steps 2–3): tell
     /// the new client `login_pending`, kick the old session, and let the new
-    /// connection's other requests through while its login waits.
+    /// connection's other requests through while its login waits. The
+    /// [`LoginDeadline`] goes: no deadline applies while it waits.
     fn begin_takeover(&mut self, reply_to: &ReplyTo, account: Account, old: Entity) {
         let entity = reply_to.entity;
         bevy_log::info!(account = %account.name, "duplicate login: replacing session");
         self.rpc.notify(entity, "login_pending", &json!({ "reason": "replacing_session" }));
         self.index.takeovers.insert(account.id, entity);
-        if let Some(mut session) = self.session_mut(entity) {
-            session.state = SessionState::WaitingTakeover { account, login: reply_to.clone() };
+        if let Some(mut card) = self.card(entity).map(CardRef::to_owned) {
+            card.session.state = SessionState::WaitingTakeover { account, login: reply_to.clone() };
+            card.deadline = None;
+            self.write(entity, card);
         }
         self.schedule(entity);
         self.rpc.release(reply_to);
@@ -203,13 +324,8 @@ impl SessionCtx<'_, '_> {
     /// login gets its token, or `SERVER_BUSY` when the server is shutting down.
     fn continue_takeover(&mut self, account_id: i64) {
         let Some(waiting) = self.index.takeovers.remove(&account_id) else { return };
-        let Some(mut session) = self.session_mut(waiting) else { return };
-        let SessionState::WaitingTakeover { .. } = session.state else { return };
-        let SessionState::WaitingTakeover { account, login } =
-            std::mem::replace(&mut session.state, SessionState::AwaitingLogin { deadline: Duration::ZERO })
-        else {
-            return;
-        };
+        let Some(card) = self.card(waiting) else { return };
+        let SessionState::WaitingTakeover { account, login } = card.session.state.clone() else { return };
         if self.shutdown.is_active() {
             self.rpc.respond::<()>(&login, Err(RpcError::new(ErrorCode::ServerBusy)));
             self.close_unauthenticated(waiting, DisconnectReason::ServerShutdown);
@@ -225,26 +341,25 @@ impl SessionCtx<'_, '_> {
     pub fn kick(&mut self, entity: Entity, reason: DisconnectReason) {
         let now = self.now();
         let save_timeout = self.config.kick_save_timeout;
-        let Some(mut session) = self.session_mut(entity) else { return };
-        match std::mem::replace(&mut session.state, SessionState::Closed) {
-            SessionState::LoggedIn { account, token } => {
-                let saves_before_kick = session.saves_in_flight;
-                session.state = SessionState::Kicking {
-                    account: account.clone(),
-                    token,
-                    reason,
-                    deadline: now + save_timeout,
-                    saves_before_kick,
-                };
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
+        match std::mem::replace(&mut card.session.state, SessionState::Closed) {
+            SessionState::LoggedIn { account } => {
+                if let Ok((_, mut timers, _)) = self.sessions.get_mut(entity) {
+                    timers.saves_before_kick = timers.saves_in_flight;
+                }
+                card.session.state =
+                    SessionState::Kicking { account: account.clone(), reason, deadline: now + save_timeout };
+                self.write(entity, card);
                 bevy_log::info!(account = %account.name, reason = %reason, "kicking session");
                 let deadline_ms = u64::try_from(save_timeout.as_millis()).unwrap_or(u64::MAX);
                 self.rpc.notify(entity, "kicked", &json!({ "reason": reason, "save_deadline_ms": deadline_ms }));
                 self.commands.trigger(Kicked { entity, reason });
             }
-            kicking @ SessionState::Kicking { .. } => session.state = kicking,
-            SessionState::Closed => {}
+            SessionState::Kicking { .. } | SessionState::Closed => {}
             SessionState::WaitingTakeover { account, login } => {
                 // Not logged in: closed at once. §6 shutdown: its waiting login gets SERVER_BUSY first.
+                card.deadline = None;
+                self.write(entity, card);
                 if self.index.takeovers.get(&account.id) == Some(&entity) {
                     self.index.takeovers.remove(&account.id);
                 }
@@ -253,81 +368,110 @@ impl SessionCtx<'_, '_> {
                 }
                 self.rpc.disconnect(entity, reason);
             }
-            SessionState::AwaitingLogin { .. } => self.rpc.disconnect(entity, reason),
+            SessionState::AwaitingLogin => {
+                card.deadline = None;
+                self.write(entity, card);
+                self.rpc.disconnect(entity, reason);
+            }
         }
         self.schedule(entity);
     }
 
     /// Transition: kicking → closed (§6): after its save or logout was
     /// answered, or at its deadline. Sends `disconnected` with the kick's
-    /// reason, closes, kills the token, and lets a waiting takeover go on.
+    /// reason, closes, removes the [`Token`], and lets a waiting takeover go on.
     pub(crate) fn end_kick(&mut self, entity: Entity) {
-        let Some(mut session) = self.session_mut(entity) else { return };
-        let SessionState::Kicking { .. } = session.state else { return };
-        let SessionState::Kicking { account, token, reason, .. } =
-            std::mem::replace(&mut session.state, SessionState::Closed)
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
+        let SessionState::Kicking { account, reason, .. } =
+            std::mem::replace(&mut card.session.state, SessionState::Closed)
         else {
             return;
         };
+        let token = card.token.take();
+        self.write(entity, card);
         self.rpc.disconnect(entity, reason);
         self.schedule(entity);
-        self.forget_session(entity, account, &token);
+        self.forget_session(entity, account, token.as_ref());
     }
 
-    /// Transition: logged in → awaiting login (`logout`, §4): the token dies,
-    /// the connection stays open with a fresh login deadline.
+    /// Transition: logged in → awaiting login (`logout`, §4): the [`Token`]
+    /// dies, the connection stays open with a fresh [`LoginDeadline`].
     pub(crate) fn log_out(&mut self, entity: Entity) {
         let deadline = self.now() + self.config.login_timeout;
-        let Some(mut session) = self.session_mut(entity) else { return };
-        let SessionState::LoggedIn { account, token } =
-            std::mem::replace(&mut session.state, SessionState::AwaitingLogin { deadline })
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
+        let SessionState::LoggedIn { account } =
+            std::mem::replace(&mut card.session.state, SessionState::AwaitingLogin)
         else {
             return;
         };
+        let token = card.token.take();
+        card.deadline = Some(LoginDeadline(deadline));
+        self.write(entity, card);
         bevy_log::info!(account = %account.name, "logged out");
         self.schedule(entity);
-        self.forget_session(entity, account, &token);
+        self.forget_session(entity, account, token.as_ref());
     }
 
     /// Transition: any state → closed, for a connection that is not logged in
     /// (§6: login timeout, idle, shutdown): `disconnected {reason}`, close.
     pub(crate) fn close_unauthenticated(&mut self, entity: Entity, reason: DisconnectReason) {
-        if let Some(mut session) = self.session_mut(entity) {
-            session.state = SessionState::Closed;
+        let mut ended = None;
+        if let Some(mut card) = self.card(entity).map(CardRef::to_owned) {
+            let old = std::mem::replace(&mut card.session.state, SessionState::Closed);
+            card.deadline = None;
+            if let (SessionState::LoggedIn { account } | SessionState::Kicking { account, .. }, Some(token)) =
+                (old, card.token.take())
+            {
+                ended = Some((account, token));
+            }
+            self.write(entity, card);
         }
         self.schedule(entity);
         self.rpc.disconnect(entity, reason);
+        if let Some((account, token)) = ended {
+            self.forget_session(entity, account, Some(&token));
+        }
     }
 
     /// The transport closed the connection (client closed, slow reader, ...).
     /// A session dies with its token (§4); a takeover waiting on it goes on at
     /// once (§6 "if A closes first"); a waiting login is dropped (§6 "if B
-    /// closes while it waits, A is still closed").
+    /// closes while it waits, A is still closed"). Its [`PendingRpc`] moves
+    /// to [`PendingTags`]: the replies still come and are applied.
     pub(crate) fn connection_closed(&mut self, entity: Entity) {
-        let Some(mut session) = self.session_mut(entity) else { return };
-        let old = std::mem::replace(&mut session.state, SessionState::Closed);
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
+        let old = std::mem::replace(&mut card.session.state, SessionState::Closed);
+        let token = card.token.take();
+        card.deadline = None;
+        for (tag, reply_to, op) in card.pending.take().map(|p| p.ops).unwrap_or_default() {
+            self.pending.by_tag.remove(&tag);
+            self.pending.orphans.insert(tag, (reply_to, op));
+        }
+        self.write(entity, card);
         self.schedule(entity);
         match old {
-            SessionState::LoggedIn { account, token } | SessionState::Kicking { account, token, .. } => {
-                self.forget_session(entity, account, &token);
+            SessionState::LoggedIn { account } | SessionState::Kicking { account, .. } => {
+                self.forget_session(entity, account, token.as_ref());
             }
             SessionState::WaitingTakeover { account, .. } => {
                 if self.index.takeovers.get(&account.id) == Some(&entity) {
                     self.index.takeovers.remove(&account.id);
                 }
             }
-            SessionState::AwaitingLogin { .. } | SessionState::Closed => {}
+            SessionState::AwaitingLogin | SessionState::Closed => {}
         }
     }
 
     /// Removes a session from the indexes (its token is dead from here on)
     /// and continues a takeover of its account.
-    fn forget_session(&mut self, entity: Entity, account: Account, token: &Token) {
+    fn forget_session(&mut self, entity: Entity, account: Account, token: Option<&Token>) {
         if self.index.by_account.get(&account.id) == Some(&entity) {
             self.index.by_account.remove(&account.id);
             self.index.by_name.remove(&account.name.to_ascii_lowercase());
         }
-        self.index.by_token.remove(token.as_str());
+        if let Some(token) = token {
+            self.index.by_token.remove(token.as_str());
+        }
         if self.config.mirror_userdata {
             self.commands.entity(entity).try_remove::<UserData>();
         }

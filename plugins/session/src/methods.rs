@@ -40,13 +40,15 @@ fn err<R>(code: ErrorCode) -> Reply<R> {
 /// TOKEN_INVALID, RATE_LIMITED (throttle), INVALID_CREDENTIALS, LOGIN_IN_PROGRESS.
 pub fn login(In(req): In<Request<LoginParams>>, mut ctx: SessionCtx) -> Reply<LoginResult> {
     let entity = req.entity();
-    let Ok((_, session, conn)) = ctx.sessions.get(entity) else { return err(ErrorCode::InternalError) };
+    let Ok((_, _, conn)) = ctx.sessions.get(entity) else { return err(ErrorCode::InternalError) };
     let peer = conn.peer().ip();
+    let Some(card) = ctx.card(entity) else { return err(ErrorCode::InternalError) };
+    let session = card.session;
     let LoginParams { token, account, password } = req.params;
     if let Some(token) = token {
         // A token login succeeds only with this connection's live token.
-        return match &session.state {
-            SessionState::LoggedIn { account, token: live } if live.as_str() == token => {
+        return match (&session.state, card.token) {
+            (SessionState::LoggedIn { account }, Some(live)) if live.as_str() == token => {
                 Reply::Ok(LoginResult { account: account.name.clone(), token })
             }
             _ => err(ErrorCode::TokenInvalid),
@@ -176,8 +178,8 @@ pub struct ChangePasswordParams {
 /// throttling, like a failed password login). Keeps the session.
 pub fn change_password(In(req): In<Request<ChangePasswordParams>>, mut ctx: SessionCtx) -> Reply<Empty> {
     let entity = req.entity();
-    let Ok((_, session, conn)) = ctx.sessions.get(entity) else { return err(ErrorCode::InternalError) };
-    let Some(account_id) = session.account().map(|a| a.id) else {
+    let Ok((_, _, conn)) = ctx.sessions.get(entity) else { return err(ErrorCode::InternalError) };
+    let Some(account_id) = ctx.session(entity).and_then(|s| s.account()).map(|a| a.id) else {
         return err(ErrorCode::NotLoggedIn);
     };
     let peer = conn.peer().ip();

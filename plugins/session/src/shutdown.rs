@@ -43,10 +43,10 @@ pub fn on_request_shutdown(_request: On<RequestShutdown>, mut ctx: SessionCtx, n
     if let Some(net) = net {
         net.stop_accepting();
     }
-    let entities: Vec<(Entity, bool)> = ctx
-        .sessions
-        .iter()
-        .map(|(entity, session, _)| (entity, matches!(session.state, SessionState::AwaitingLogin { .. })))
+    let entities: Vec<Entity> = ctx.sessions.iter().map(|(entity, _, _)| entity).collect();
+    let entities: Vec<(Entity, bool)> = entities
+        .into_iter()
+        .filter_map(|entity| Some((entity, matches!(ctx.session(entity)?.state, SessionState::AwaitingLogin))))
         .collect();
     for (entity, awaiting_login) in entities {
         if awaiting_login {

@@ -1,4 +1,17 @@
-//! The session component and the indexes that find sessions.
+//! The components of the connection entity (the design card) and the
+//! indexes that find sessions.
+//!
+//! | component | on the entity | inserted, replaced, removed by |
+//! |---|---|---|
+//! | [`Session`] | every connection | the transitions in `machine.rs` |
+//! | [`Token`] | only while logged in or kicking | the transitions in `machine.rs` |
+//! | [`LoginDeadline`] | only while awaiting login | the transitions in `machine.rs` |
+//! | [`PendingRpc`] | while a request waits on the store | the transitions in `machine.rs` |
+//!
+//! All four are immutable (`#[component(immutable)]`): no query hands out
+//! `&mut`, so game code reads them (`Query<&Session, With<Token>>`,
+//! `Changed<Session>`, `On<Insert<Token>>`) and cannot make them disagree.
+//! [`SessionTimers`] is the mutable bookkeeping of the timers beside them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,40 +20,30 @@ use bevy_ecs::prelude::*;
 use portcullis_rpc::{DisconnectReason, ReplyTo};
 pub use portcullis_store::Account;
 
+use crate::store::PendingOp;
 use crate::token::Token;
 
-/// The session of one connection (docs/protocol.md §6). Inserted on every
-/// connection entity by `SessionPlugin` when it connects; changed only by the
-/// transitions in `machine.rs`.
+/// The session of one connection: its state in the life cycle of
+/// docs/protocol.md §6. Inserted on every connection entity when it connects,
+/// replaced at every change of state, only by the transitions in
+/// `machine.rs` (it is immutable: game code reads it, `Changed<Session>`
+/// sees each transition).
 ///
-/// Exactly one state at a time; each state carries the data that only it
-/// has (a token only while logged in or kicking, a login deadline only while
-/// awaiting login), so no combination of components can disagree.
-#[derive(Component, Debug)]
+/// The state carries the data that only it has and that is not a component
+/// of its own: the live token is the [`Token`] component and the login
+/// deadline the [`LoginDeadline`] component.
+#[derive(Component, Debug, Clone, PartialEq)]
+#[component(immutable)]
 pub struct Session {
     pub(crate) state: SessionState,
-    /// The idle timer counts from the later of this and the last frame
-    /// (it restarts when a takeover login is answered, docs/protocol.md §6).
-    pub(crate) idle_base: Duration,
-    /// `userdata_save` requests of this session waiting on the store.
-    pub(crate) saves_in_flight: u32,
-    /// This session's entry in the `DeadlineQueue`: no deadline of the
-    /// session falls before it.
-    pub(crate) next_check: Option<Duration>,
-    /// A deadline came due and the transport was asked to read the input
-    /// already waiting before it is judged (docs/protocol.md §6, "Deadlines").
-    pub(crate) awaiting_drain: bool,
 }
 
 /// The life-cycle states of docs/protocol.md §6.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SessionState {
-    /// Connected, not logged in; closed with `login_timeout` at `deadline`
-    /// (`Time<Real>` elapsed). A password check may be in flight.
-    AwaitingLogin {
-        /// When the login deadline fires.
-        deadline: Duration,
-    },
+    /// Connected, not logged in; closed with `login_timeout` at its
+    /// [`LoginDeadline`]. A password check may be in flight.
+    AwaitingLogin,
     /// A valid login for `account` waits for the account's other session to
     /// go (duplicate login, docs/protocol.md §6 steps 2–6). No deadline applies.
     WaitingTakeover {
@@ -49,42 +52,26 @@ pub enum SessionState {
         /// The `login` request to answer with the token.
         login: ReplyTo,
     },
-    /// Logged in with a live token.
+    /// Logged in; the entity has its live [`Token`].
     LoggedIn {
         /// The account.
         account: Account,
-        /// The live token.
-        token: Token,
     },
-    /// Being kicked: told `kicked`, waiting for its final save until `deadline`.
+    /// Being kicked: told `kicked`, waiting for its final save until
+    /// `deadline`; the entity still has its [`Token`] (its save needs it).
     Kicking {
         /// The account.
         account: Account,
-        /// The still-live token (its save needs it).
-        token: Token,
         /// Why it is kicked; also the reason of its `disconnected`.
         reason: DisconnectReason,
-        /// When the kick ends without a save.
+        /// When the kick ends without a save (`Time<Real>` elapsed).
         deadline: Duration,
-        /// Saves sent before the kick and still waiting on the store: their
-        /// answers do not end the kick, only a save sent in reply to `kicked` does.
-        saves_before_kick: u32,
     },
     /// The server closed the connection; waiting for the transport to confirm.
     Closed,
 }
 
 impl Session {
-    pub(crate) fn new(login_deadline: Duration, now: Duration) -> Self {
-        Self {
-            state: SessionState::AwaitingLogin { deadline: login_deadline },
-            idle_base: now,
-            saves_in_flight: 0,
-            next_check: None,
-            awaiting_drain: false,
-        }
-    }
-
     /// The current state.
     pub fn state(&self) -> &SessionState {
         &self.state
@@ -93,15 +80,7 @@ impl Session {
     /// The account, while logged in or kicking.
     pub fn account(&self) -> Option<&Account> {
         match &self.state {
-            SessionState::LoggedIn { account, .. } | SessionState::Kicking { account, .. } => Some(account),
-            _ => None,
-        }
-    }
-
-    /// The live token, while logged in or kicking.
-    pub fn token(&self) -> Option<&Token> {
-        match &self.state {
-            SessionState::LoggedIn { token, .. } | SessionState::Kicking { token, .. } => Some(token),
+            SessionState::LoggedIn { account } | SessionState::Kicking { account, .. } => Some(account),
             _ => None,
         }
     }
@@ -116,14 +95,210 @@ impl Session {
         matches!(self.state, SessionState::Kicking { .. })
     }
 
-    /// A short name of the state for logs and tests.
+    /// A short name of the state for logs and tests: `awaiting_login`,
+    /// `waiting_takeover`, `logged_in`, `kicking` or `closed`.
     pub fn state_name(&self) -> &'static str {
         match self.state {
-            SessionState::AwaitingLogin { .. } => "awaiting_login",
+            SessionState::AwaitingLogin => "awaiting_login",
             SessionState::WaitingTakeover { .. } => "waiting_takeover",
             SessionState::LoggedIn { .. } => "logged_in",
             SessionState::Kicking { .. } => "kicking",
             SessionState::Closed => "closed",
+        }
+    }
+}
+
+/// When a connection that has not logged in is closed with `login_timeout`
+/// (`Time<Real>` elapsed, docs/protocol.md §6). On the entity only while its
+/// [`Session`] awaits login; inserted at connect and at `logout`, removed at
+/// login and close, only by the transitions in `machine.rs`.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+#[component(immutable)]
+pub struct LoginDeadline(pub Duration);
+
+/// The requests of this connection waiting on the store (a password hash, a
+/// save, a load, ...), each with its store tag. On the entity only while at
+/// least one waits; inserted, replaced and removed only by the transitions
+/// in `machine.rs` (a submit adds an entry, the store's reply takes it).
+#[derive(Component, Debug, Clone, PartialEq)]
+#[component(immutable)]
+pub struct PendingRpc {
+    pub(crate) ops: Vec<(u64, ReplyTo, PendingOp)>,
+}
+
+impl PendingRpc {
+    /// Number of requests waiting.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether none waits (never true on an entity: the component is removed then).
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The store tags of the waiting requests, oldest first.
+    pub fn tags(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ops.iter().map(|(tag, _, _)| *tag)
+    }
+}
+
+/// The timer bookkeeping of a connection, beside its card components.
+/// Inserted with [`Session`]; kept by `machine.rs` and `limits.rs`;
+/// read-only for everyone else.
+#[derive(Component, Debug, Clone, Default)]
+pub struct SessionTimers {
+    /// The idle timer counts from the later of this and the last frame
+    /// (it restarts when a takeover login is answered, docs/protocol.md §6).
+    pub(crate) idle_base: Duration,
+    /// `userdata_save` requests of this session waiting on the store.
+    pub(crate) saves_in_flight: u32,
+    /// Saves sent before the kick and still waiting on the store: their
+    /// answers do not end the kick, only a save sent in reply to `kicked` does.
+    pub(crate) saves_before_kick: u32,
+    /// This session's entry in the `DeadlineQueue`: no deadline of the
+    /// session falls before it.
+    pub(crate) next_check: Option<Duration>,
+    /// A deadline came due and the transport was asked to read the input
+    /// already waiting before it is judged (docs/protocol.md §6, "Deadlines").
+    pub(crate) awaiting_drain: bool,
+}
+
+impl SessionTimers {
+    /// `userdata_save` requests (and server-side writes) of this session waiting on the store.
+    pub fn saves_in_flight(&self) -> u32 {
+        self.saves_in_flight
+    }
+}
+
+/// The four card components of one entity, owned: what a transition writes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Card {
+    pub(crate) session: Session,
+    pub(crate) token: Option<Token>,
+    pub(crate) deadline: Option<LoginDeadline>,
+    pub(crate) pending: Option<PendingRpc>,
+}
+
+/// The card components of one entity, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CardRef<'a> {
+    pub(crate) session: &'a Session,
+    pub(crate) token: Option<&'a Token>,
+    pub(crate) deadline: Option<&'a LoginDeadline>,
+    pub(crate) pending: Option<&'a PendingRpc>,
+}
+
+impl CardRef<'_> {
+    /// Whether this is the same card as `card`.
+    pub(crate) fn is(self, card: &Card) -> bool {
+        self.session == &card.session
+            && self.token == card.token.as_ref()
+            && self.deadline == card.deadline.as_ref()
+            && self.pending == card.pending.as_ref()
+    }
+
+    pub(crate) fn to_owned(self) -> Card {
+        Card {
+            session: self.session.clone(),
+            token: self.token.cloned(),
+            deadline: self.deadline.copied(),
+            pending: self.pending.cloned(),
+        }
+    }
+}
+
+impl Card {
+    pub(crate) fn as_ref(&self) -> CardRef<'_> {
+        CardRef {
+            session: &self.session,
+            token: self.token.as_ref(),
+            deadline: self.deadline.as_ref(),
+            pending: self.pending.as_ref(),
+        }
+    }
+}
+
+/// Cards written by a transition whose commands have not been applied yet:
+/// the transitions read through it, so a transition sees the one before it
+/// in the same system (and the gate sees a transition of the same frame).
+/// Each entry leaves when its command writes the components. Kept by
+/// `machine.rs`.
+#[derive(Resource, Default, Debug)]
+pub struct StagedCards {
+    pub(crate) next_generation: u64,
+    pub(crate) cards: HashMap<Entity, (u64, Card)>,
+}
+
+impl StagedCards {
+    /// Number of cards written but not yet applied to their entities (0 between frames).
+    pub fn len(&self) -> usize {
+        self.cards.len()
+    }
+
+    /// Whether every written card has been applied.
+    pub fn is_empty(&self) -> bool {
+        self.cards.is_empty()
+    }
+}
+
+/// The card of `entity` as the transitions see it: staged if a transition of
+/// this system wrote it, else its components.
+pub(crate) fn card_in_world(world: &World, entity: Entity) -> Option<CardRef<'_>> {
+    if let Some((_, card)) = world.get_resource::<StagedCards>().and_then(|s| s.cards.get(&entity)) {
+        return Some(card.as_ref());
+    }
+    let entity = world.get_entity(entity).ok()?;
+    Some(CardRef {
+        session: entity.get::<Session>()?,
+        token: entity.get::<Token>(),
+        deadline: entity.get::<LoginDeadline>(),
+        pending: entity.get::<PendingRpc>(),
+    })
+}
+
+/// Writes a staged card into the world (only the components that changed,
+/// so `On<Insert<Token>>` fires once per login) and drops it from
+/// [`StagedCards`] unless a later write replaced it.
+pub(crate) fn apply_card(world: &mut World, entity: Entity, generation: u64, card: Card) {
+    if let Some(mut staged) = world.get_resource_mut::<StagedCards>()
+        && staged.cards.get(&entity).is_some_and(|(g, _)| *g == generation)
+    {
+        staged.cards.remove(&entity);
+    }
+    let Ok(mut e) = world.get_entity_mut(entity) else { return };
+    let Card { session, token, deadline, pending } = card;
+    if e.get::<Session>() != Some(&session) {
+        e.insert(session);
+    }
+    if e.get::<Token>() != token.as_ref() {
+        match token {
+            Some(token) => {
+                e.insert(token);
+            }
+            None => {
+                e.remove::<Token>();
+            }
+        }
+    }
+    if e.get::<LoginDeadline>() != deadline.as_ref() {
+        match deadline {
+            Some(deadline) => {
+                e.insert(deadline);
+            }
+            None => {
+                e.remove::<LoginDeadline>();
+            }
+        }
+    }
+    if e.get::<PendingRpc>() != pending.as_ref() {
+        match pending {
+            Some(pending) => {
+                e.insert(pending);
+            }
+            None => {
+                e.remove::<PendingRpc>();
+            }
         }
     }
 }
@@ -165,5 +340,20 @@ impl SessionIndex {
     /// Entities of every session (logged in or kicking).
     pub fn entities(&self) -> impl Iterator<Item = Entity> + '_ {
         self.by_account.values().copied()
+    }
+
+    /// Every indexed session: account id → entity.
+    pub fn accounts(&self) -> impl Iterator<Item = (i64, Entity)> + '_ {
+        self.by_account.iter().map(|(id, e)| (*id, *e))
+    }
+
+    /// Every live token → the entity holding it (as its [`Token`] component).
+    pub fn tokens(&self) -> impl Iterator<Item = (&Token, Entity)> + '_ {
+        self.by_token.iter().map(|(t, e)| (t, *e))
+    }
+
+    /// Account id → entity of a login waiting to take the account over.
+    pub fn takeovers(&self) -> impl Iterator<Item = (i64, Entity)> + '_ {
+        self.takeovers.iter().map(|(id, e)| (*id, *e))
     }
 }

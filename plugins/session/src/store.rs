@@ -11,7 +11,6 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::machine::SessionCtx;
-use crate::state::SessionState;
 use crate::userdata::{ChangeSource, UserData, UserDataChanged, UserDataWriteFailed, WriteFailure};
 
 /// The running store. Inserted by `SessionPlugin`; taken and closed (every
@@ -56,33 +55,43 @@ pub(crate) enum PendingOp {
     },
 }
 
-/// Requests waiting on the store, by tag (the `PendingRpc` of docs/architecture.md).
-/// Each connection has at most one: a request waiting on the store holds the
-/// connection's later frames (requests apply in arrival order, docs/protocol.md §2).
+/// Routes store replies: store tag → the entity whose [`PendingRpc`] holds
+/// the request. A request of a connection that closed while it waited moves
+/// here whole (its reply is still applied: a failed password counts for
+/// throttling, a save finishes). Inserted by `SessionPlugin`; kept by the
+/// transitions in `machine.rs`.
+///
+/// Each connection has at most one client request waiting: it holds the
+/// connection's later frames (requests apply in arrival order,
+/// docs/protocol.md §2).
+///
+/// [`PendingRpc`]: crate::PendingRpc
 #[derive(Resource, Default, Debug)]
-pub struct PendingStore {
+pub struct PendingTags {
     next_tag: u64,
-    ops: HashMap<u64, (ReplyTo, PendingOp)>,
+    pub(crate) by_tag: HashMap<u64, Entity>,
+    pub(crate) orphans: HashMap<u64, (ReplyTo, PendingOp)>,
 }
 
-impl PendingStore {
+impl PendingTags {
     pub(crate) fn next_tag(&mut self) -> u64 {
         self.next_tag += 1;
         self.next_tag
     }
 
-    pub(crate) fn insert(&mut self, tag: u64, reply_to: ReplyTo, op: PendingOp) {
-        self.ops.insert(tag, (reply_to, op));
-    }
-
     /// Number of requests waiting on the store.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.by_tag.len() + self.orphans.len()
     }
 
     /// Whether no request waits on the store.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len() == 0
+    }
+
+    /// The entity whose [`PendingRpc`](crate::PendingRpc) holds the request with this tag.
+    pub fn entity_of_tag(&self, tag: u64) -> Option<Entity> {
+        self.by_tag.get(&tag).copied()
     }
 }
 
@@ -126,7 +135,7 @@ pub fn apply_store_replies(mut ctx: SessionCtx) {
         None => return,
     };
     for reply in replies {
-        let Some((reply_to, op)) = ctx.pending.ops.remove(&reply.tag) else { continue };
+        let Some((reply_to, op)) = ctx.take_pending(reply.tag) else { continue };
         apply_reply(&mut ctx, &reply_to, op, reply.result);
     }
 }
@@ -157,17 +166,7 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
         (PendingOp::Save { mirror }, result) => {
             // Whether this save ends a kick: it must be one sent after `kicked`.
             ctx.save_finished(entity);
-            let kicking = match ctx.sessions.get_mut(entity) {
-                Ok((_, mut session, _)) => match &mut session.state {
-                    SessionState::Kicking { saves_before_kick, .. } if *saves_before_kick > 0 => {
-                        *saves_before_kick -= 1;
-                        false
-                    }
-                    SessionState::Kicking { .. } => true,
-                    _ => false,
-                },
-                Err(_) => false,
-            };
+            let kicking = ctx.save_answered_while_kicking(entity);
             match result {
                 Ok(StoreOk::Saved(saved)) => {
                     let saved_at = format_saved_at(saved.saved_at_ms);

@@ -1,11 +1,18 @@
 //! Session tokens (docs/protocol.md §4): 64 lowercase hex characters, held only in memory.
 
+use bevy_ecs::prelude::*;
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 
 /// A one-time session token. Lives only in server memory: never stored,
 /// never logged (its `Debug` is redacted). Dies on logout or close.
-#[derive(Clone, PartialEq, Eq, Hash)]
+///
+/// Also the card component of the live token: on a connection entity only
+/// while its `Session` is logged in or kicking. Inserted at login, removed
+/// at logout, at the end of a kick and at close, only by the transitions in
+/// `machine.rs` (immutable); `On<Insert<Token>>` is "logged in".
+#[derive(Component, Clone, PartialEq, Eq, Hash)]
+#[component(immutable)]
 pub struct Token(String);
 
 impl Token {

@@ -122,9 +122,8 @@ pub(crate) fn on_write_userdata(write: On<WriteUserData>, mut ctx: crate::machin
     let failure = |ctx: &mut crate::machine::SessionCtx, reason| {
         ctx.commands.trigger(UserDataWriteFailed { entity, reason });
     };
-    let Some((account_id, saves_in_flight)) =
-        ctx.session(entity).and_then(|s| Some((s.account()?.id, s.saves_in_flight)))
-    else {
+    let saves_in_flight = ctx.sessions.get(entity).map_or(0, |(_, timers, _)| timers.saves_in_flight);
+    let Some(account_id) = ctx.session(entity).and_then(|s| s.account()).map(|a| a.id) else {
         return failure(&mut ctx, WriteFailure::NotLoggedIn);
     };
     let current = match ctx.userdata.get(entity) {

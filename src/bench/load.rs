@@ -10,7 +10,7 @@ use rand::Rng;
 use super::BenchError;
 use super::child::ChildServer;
 use super::procfs::{self, Pid};
-use crate::client::{Client, ClientConfig};
+use portcullis_client::{Client, ClientConfig};
 use portcullis_rpc::ErrorCode;
 
 /// The password of every account a bench registers.

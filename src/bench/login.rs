@@ -18,7 +18,7 @@ use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, micros, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1, round3};
 use super::{BenchArgs, BenchError};
-use crate::client::{Client, ClientError};
+use portcullis_client::{Client, ClientError};
 use portcullis_store::StoreConfig;
 
 /// One argon2id hash as the bench times it (32-byte output, one lane), in a

@@ -11,7 +11,6 @@
 
 pub mod account;
 pub mod app;
-pub mod bench;
 pub mod cli;
 pub mod metrics;
 pub mod runner;

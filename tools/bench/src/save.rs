@@ -23,8 +23,8 @@ use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, micros, ratio, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1, round3};
 use super::{BenchArgs, BenchError};
+use portcullis_client::ErrorCode;
 use portcullis_client::{Client, ClientError};
-use portcullis_rpc::ErrorCode;
 
 /// The last acknowledged save of one account.
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use portcullis_client::ClientError;
 
-/// Why `portcullis bench` stopped without a report.
+/// Why `portcullis-bench` stopped without a report.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BenchError {

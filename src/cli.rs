@@ -30,11 +30,6 @@ pub enum Command {
     Scenario(ScenarioArgs),
     /// Manage accounts in the database without a running server.
     Account(AccountArgs),
-    /// Load-test a server on this machine (loopback only) and report the figures.
-    Bench(crate::bench::BenchArgs),
-    /// The minimal NDJSON JSON-RPC server that `bench` measures as the limit of this machine.
-    #[command(hide = true)]
-    BenchEchoServer(crate::bench::EchoServerArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -129,7 +124,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_SYNCHRONOUS_FULL", action = ArgAction::SetTrue, value_parser = switch(), hide = true)]
     pub synchronous_full: bool,
     /// Shut down gracefully when standard input reaches end of file (used by
-    /// `bench`, so that a server it started never outlives it).
+    /// `portcullis-bench`, so that a server it started never outlives it).
     #[arg(long, env = "PORTCULLIS_STOP_ON_STDIN_EOF", action = ArgAction::SetTrue, value_parser = switch(), hide = true)]
     pub stop_on_stdin_eof: bool,
 }

@@ -11,9 +11,7 @@
 
 pub mod account;
 pub mod app;
-pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod metrics;
 pub mod runner;
 pub mod scenario;

@@ -14,8 +14,6 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         None => serve(&cli.serve),
         Some(Command::Scenario(args)) => portcullis::scenario::run_cli(&args),
-        Some(Command::Bench(args)) => portcullis::bench::run_cli(&args, &mut std::io::stdout(), &mut std::io::stderr()),
-        Some(Command::BenchEchoServer(args)) => portcullis::bench::echo::run_cli(&args, &mut std::io::stdout()),
         Some(Command::Account(args)) => {
             let stdin = std::io::stdin();
             match portcullis::account::run(&args, &mut stdin.lock(), &mut std::io::stdout().lock()) {

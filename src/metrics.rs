@@ -12,7 +12,7 @@
 //!
 //! The two schedules wrap every other schedule of `Main`, so a frame's
 //! duration covers all its systems (network input, RPC dispatch, sessions,
-//! fixed ticks, output). `portcullis bench` reads these log lines from the
+//! fixed ticks, output). `portcullis-bench` (tools/bench) reads these log lines from the
 //! server's stderr.
 
 use std::time::{Duration, Instant};

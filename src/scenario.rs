@@ -1,4 +1,4 @@
-//! `portcullis scenario` (docs/cli.md): the reference client ([`crate::client`])
+//! `portcullis scenario` (docs/cli.md): the reference client ([`portcullis_client`])
 //! walks through the 13 steps of the mission on one account and prints one
 //! line per step; `--takeover` plays the duplicate-login story of
 //! docs/protocol.md §6 with two clients instead.
@@ -28,7 +28,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::{ServeError, ServerConfig, ServerHandle};
 use crate::cli::ScenarioArgs;
-use crate::client::{Client, ClientConfig, ClientError, ClientEvent, LoadResult, LoginResult, SaveResult};
+use portcullis_client::{Client, ClientConfig, ClientError, ClientEvent, LoadResult, LoginResult, SaveResult};
 
 use report::Report;
 
@@ -299,6 +299,7 @@ fn describe_event(event: &ClientEvent) -> String {
         ClientEvent::KickSave(Ok(result)) => format!("automatic save result {}", save_json(result)),
         ClientEvent::KickSave(Err(error)) => format!("automatic save {}", error_json(error)),
         ClientEvent::Unmatched(message) => format!("unmatched response {message}"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -314,7 +315,7 @@ fn save_json(result: &SaveResult) -> Value {
 
 /// A `userdata_load` result as its JSON (docs/protocol.md §4).
 fn load_json(result: &LoadResult) -> Value {
-    json!({"data": result.data, "version": result.version, "saved_at": result.saved_at})
+    json!({"data": result.data_value().unwrap_or_default(), "version": result.version, "saved_at": result.saved_at})
 }
 
 /// A short form of a token for the step lines: its first 8 characters and `…`.

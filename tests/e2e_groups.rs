@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bevy_app::AppExit;
 use portcullis::app::{ServerConfig, ServerHandle};
-use portcullis::client::{Client, ClientEvent, Notification};
+use portcullis_client::{Client, ClientEvent, Notification};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use crate::client::ClientError;
+use portcullis_client::ClientError;
 
 use super::{error_json, short_token};
 

@@ -9,7 +9,7 @@
 use portcullis_rpc::ErrorCode;
 use serde_json::{Value, json};
 
-use crate::client::{ClientError, LoadResult, LoginResult};
+use portcullis_client::{ClientError, LoadResult, LoginResult};
 
 use super::report::{Report, Widths};
 use super::{
@@ -131,13 +131,13 @@ pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> R
     report.received(&outcome, load_json);
     conn.drain(report);
     let same_as_saved = |load: &LoadResult| {
-        load.data == saved
+        load.data_value().is_ok_and(|data| data == saved)
             && load.version == 1
             && first_save.as_ref().is_none_or(|save| save.version == load.version && save.saved_at == load.saved_at)
     };
     let ok = outcome.as_ref().is_ok_and(same_as_saved);
     let actual = describe(&outcome, |load| {
-        let mut text = format!("v{} {}", load.version, load.data);
+        let mut text = format!("v{} {}", load.version, load.data_value().unwrap_or_default());
         if let Some(save) = first_save.as_ref().filter(|save| save.saved_at != load.saved_at) {
             text.push_str(&format!(" saved_at {} (saved {})", load.saved_at, save.saved_at));
         }

@@ -15,7 +15,8 @@
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::client::{ClientError, ClientEvent, LoginResult, SaveResult};
+use portcullis_client::protocol::notification;
+use portcullis_client::{ClientError, ClientEvent, DisconnectReason, LoginResult, SaveResult};
 
 use super::report::{Report, Widths};
 use super::{
@@ -84,7 +85,7 @@ pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> R
                     }
                     a_seen.push(label(&event));
                     story.event("A", &event)?;
-                    if matches!(&event, ClientEvent::Notification(n) if n.method == "kicked") {
+                    if matches!(&event, ClientEvent::Notification(n) if n.method == notification::KICKED) {
                         let token = a_login.as_ref().map(|login| login.token.clone()).unwrap_or_default();
                         let params = story.report.shorten(&json!({"data": last, "token": token}));
                         story.say("A", &format!("-> userdata_save {params} (sent by the client on kicked)"))?;
@@ -153,11 +154,13 @@ pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> R
 
     let ok = match (&b_load, &auto_save) {
         (Ok(load), Some(Ok(save))) => {
-            load.data == last && load.version == save.version && load.saved_at == save.saved_at
+            load.data_value().is_ok_and(|data| data == last)
+                && load.version == save.version
+                && load.saved_at == save.saved_at
         }
         _ => false,
     };
-    let actual = describe(&b_load, |load| format!("v{} {}", load.version, load.data));
+    let actual = describe(&b_load, |load| format!("v{} {}", load.version, load.data_value().unwrap_or_default()));
     report.step(7, "B: userdata_load", "A's automatic save", &actual, ok)?;
 
     a.client.close();
@@ -234,12 +237,12 @@ fn label(event: &ClientEvent) -> String {
             let method = notification.method.as_str();
             let reason = notification.reason();
             let as_expected = match method {
-                "login_pending" => reason == Some("replacing_session"),
-                "kicked" => {
-                    reason == Some("duplicate_login")
+                notification::LOGIN_PENDING => reason == Some(notification::REPLACING_SESSION),
+                notification::KICKED => {
+                    reason == Some(DisconnectReason::DuplicateLogin.as_str())
                         && notification.params.get("save_deadline_ms").is_some_and(Value::is_u64)
                 }
-                "disconnected" => reason == Some("duplicate_login"),
+                notification::DISCONNECTED => reason == Some(DisconnectReason::DuplicateLogin.as_str()),
                 _ => false,
             };
             if as_expected { method.to_owned() } else { format!("{method}({})", notification.params) }
@@ -247,16 +250,17 @@ fn label(event: &ClientEvent) -> String {
         ClientEvent::KickSave(Ok(_)) => "save".to_owned(),
         ClientEvent::KickSave(Err(error)) => format!("save {}", describe_error(error)),
         ClientEvent::Unmatched(_) => "unmatched response".to_owned(),
+        _ => "other event".to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Notification;
+    use portcullis_client::Notification;
 
     fn notification(method: &str, params: Value) -> ClientEvent {
-        ClientEvent::Notification(Notification::new(method.to_owned(), Some(params)))
+        ClientEvent::Notification(Notification { method: method.to_owned(), params })
     }
 
     #[test]

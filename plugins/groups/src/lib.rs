@@ -39,6 +39,7 @@ mod methods;
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use portcullis_net::ConnectionClosed;
+use portcullis_protocol::method;
 use portcullis_rpc::{Access, RpcAppExt};
 use portcullis_session::LoggedOut;
 
@@ -100,10 +101,10 @@ impl Plugin for GroupsPlugin {
             .add_observer(|closed: On<ConnectionClosed>, mut groups: ResMut<Groups>| {
                 leave_all(&mut groups, closed.entity);
             })
-            .add_rpc_method("group_create", Access::LoggedIn, group_create)
-            .add_rpc_method("group_join", Access::LoggedIn, group_join)
-            .add_rpc_method("group_leave", Access::LoggedIn, group_leave)
-            .add_rpc_method("group_send", Access::LoggedIn, group_send);
+            .add_rpc_method(method::GROUP_CREATE, Access::LoggedIn, group_create)
+            .add_rpc_method(method::GROUP_JOIN, Access::LoggedIn, group_join)
+            .add_rpc_method(method::GROUP_LEAVE, Access::LoggedIn, group_leave)
+            .add_rpc_method(method::GROUP_SEND, Access::LoggedIn, group_send);
     }
 }
 

@@ -4,6 +4,7 @@
 //! already checked the session and its token when a handler runs.
 
 use bevy_ecs::prelude::*;
+use portcullis_protocol::notification;
 use portcullis_rpc::{Empty, ErrorCode, Request, Rpc, RpcError};
 use portcullis_session::Session;
 use serde::{Deserialize, Serialize};
@@ -273,7 +274,7 @@ pub fn group_send(
     let others: Vec<Entity> = group.entities().filter(|e| *e != sender.entity).collect();
     let delivered = others.iter().filter(|e| rpc.connection(**e).is_some_and(|c| !c.is_closing())).count();
     let params = GroupMessage { group: &id, from: &sender.account.name, message: &compact };
-    rpc.notify_many(others, "group_message", &params);
+    rpc.notify_many(others, notification::GROUP_MESSAGE, &params);
     bevy_log::debug!(group = %id, account = %sender.account.name, delivered, "group message sent");
     Ok(SendResult { delivered })
 }

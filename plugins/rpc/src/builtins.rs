@@ -4,19 +4,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bevy_ecs::prelude::*;
-use serde::Serialize;
+use portcullis_protocol::{DisconnectReason, Empty, PingResult, RpcError};
 
-use crate::RpcError;
-use crate::reason::DisconnectReason;
-use crate::registry::{Empty, NoParams, Reply, Request};
+use crate::registry::{NoParams, Reply, Request};
 use crate::reply::Rpc;
-
-/// Result of `ping`.
-#[derive(Debug, Serialize)]
-pub struct PingResult {
-    /// Server wall clock, Unix time in milliseconds.
-    pub server_time_ms: u64,
-}
 
 /// `ping` → `{"server_time_ms":N}`; the keep-alive of docs/protocol.md §6.
 pub fn ping(In(_req): In<Request<NoParams>>) -> Result<PingResult, RpcError> {

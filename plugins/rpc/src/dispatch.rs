@@ -8,9 +8,9 @@ use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, NetCon
 
 use crate::RpcConfig;
 use crate::batch::Batch;
-use crate::envelope::{Envelope, Invalid, ParsedMessage, RequestId, error_line, parse_message, result_line};
-use crate::error::{ErrorCode, RpcError};
-use crate::reason::DisconnectReason;
+use portcullis_protocol::{DisconnectReason, ErrorCode, RequestId, RpcError, error_line, result_line};
+
+use crate::envelope::{Envelope, Invalid, ParsedMessage, parse_message};
 use crate::registry::{Call, GateInput, Outcome, ReplyTo, RpcGates, RpcMethods};
 use crate::reply::{RpcState, close_with_goodbye};
 

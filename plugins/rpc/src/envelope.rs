@@ -1,66 +1,9 @@
 //! Parsing and validating one frame as a JSON-RPC 2.0 message (docs/protocol.md §1–2).
 
+use portcullis_protocol::{ErrorCode, RequestId, RpcError};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-
-use crate::error::{ErrorCode, RpcError};
-
-/// A request id: a string, a number without fraction or exponent in the
-/// signed 64-bit range, or `null` (docs/protocol.md §2). Echoed unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(untagged)]
-pub enum RequestId {
-    /// `"id": null` (still a request, answered with `"id": null`).
-    Null,
-    /// An integer id.
-    Number(i64),
-    /// A string id.
-    String(String),
-}
-
-impl<'de> Deserialize<'de> for RequestId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        Self::from_value(&value).ok_or_else(|| serde::de::Error::custom("invalid JSON-RPC id"))
-    }
-}
-
-impl RequestId {
-    /// Reads an `id` member; `None` when it is not a valid id. A number is
-    /// valid only as written without fraction or exponent (`1`, `-0`), not
-    /// `1.0`, `1e3` or one beyond the signed 64-bit range (docs/protocol.md §2).
-    pub fn from_value(value: &Value) -> Option<Self> {
-        match value {
-            Value::Null => Some(Self::Null),
-            Value::String(s) => Some(Self::String(s.clone())),
-            Value::Number(n) => {
-                // Numbers keep the digits as written (serde_json `arbitrary_precision`).
-                let text = n.to_string();
-                let digits = text.strip_prefix('-').unwrap_or(&text);
-                let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-                if integer { text.parse().ok().map(Self::Number) } else { None }
-            }
-            _ => None,
-        }
-    }
-
-    /// The id as JSON text.
-    pub fn to_json(&self) -> String {
-        match self {
-            Self::Null => "null".to_owned(),
-            Self::Number(n) => n.to_string(),
-            Self::String(_) => serde_json::to_string(self).unwrap_or_else(|_| "null".to_owned()),
-        }
-    }
-}
-
-impl std::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.to_json())
-    }
-}
 
 /// A valid JSON-RPC request or notification.
 #[derive(Debug, Clone)]
@@ -466,54 +409,6 @@ impl<'de> Visitor<'de> for ParamsVisitor {
     }
 }
 
-/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` where `result_json` is JSON text.
-pub fn result_line(id: &RequestId, result_json: &str) -> String {
-    let id = id.to_json();
-    let mut line = String::with_capacity(36 + id.len() + result_json.len());
-    line.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    line.push_str(&id);
-    line.push_str(r#","result":"#);
-    line.push_str(result_json);
-    line.push('}');
-    line
-}
-
-/// `{"jsonrpc":"2.0","id":ID,"error":{"code":C,"message":S[,"data":D]}}`.
-pub fn error_line(id: &RequestId, error: &RpcError) -> String {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        code: i64,
-        message: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        data: Option<&'a Value>,
-    }
-    #[derive(Serialize)]
-    struct Line<'a> {
-        jsonrpc: &'static str,
-        id: &'a RequestId,
-        error: Body<'a>,
-    }
-    let line = Line {
-        jsonrpc: "2.0",
-        id,
-        error: Body { code: error.code.code(), message: &error.message, data: error.data.as_ref() },
-    };
-    serde_json::to_string(&line).unwrap_or_else(|_| {
-        format!(r#"{{"jsonrpc":"2.0","id":null,"error":{{"code":{},"message":"error"}}}}"#, error.code.code())
-    })
-}
-
-/// `{"jsonrpc":"2.0","method":M,"params":P}`.
-pub fn notification_line<P: Serialize + ?Sized>(method: &str, params: &P) -> Result<String, serde_json::Error> {
-    #[derive(Serialize)]
-    struct Line<'a, P: ?Sized> {
-        jsonrpc: &'static str,
-        method: &'a str,
-        params: &'a P,
-    }
-    serde_json::to_string(&Line { jsonrpc: "2.0", method, params })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -629,22 +524,5 @@ mod tests {
         // Nesting is counted over the whole frame, batch brackets included.
         let deep = format!("[{}{}]", "[".repeat(127), "]".repeat(127));
         assert_eq!(code(deep.as_bytes()), (-32700, RequestId::Null));
-    }
-
-    #[test]
-    fn lines_are_exact() {
-        assert_eq!(result_line(&RequestId::Number(1), "{}"), r#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
-        assert_eq!(
-            error_line(&RequestId::Null, &RpcError::with_message(ErrorCode::InvalidRequest, "frame too large")),
-            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"frame too large"}}"#
-        );
-        assert_eq!(
-            error_line(&RequestId::String("x".into()), &RpcError::invalid_params("token")),
-            r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32602,"message":"invalid params: token","data":{"field":"token"}}}"#
-        );
-        assert_eq!(
-            notification_line("disconnected", &json!({"reason":"server_full"})).expect("json"),
-            r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_full"}}"#
-        );
     }
 }

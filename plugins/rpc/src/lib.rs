@@ -13,22 +13,23 @@ mod batch;
 mod builtins;
 mod dispatch;
 mod envelope;
-mod error;
 mod json_text;
-mod reason;
 mod registry;
 mod reply;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use portcullis_net::{ConnectionOpened, NetSet};
+use portcullis_protocol::method;
 
 pub use builtins::*;
 pub use dispatch::*;
 pub use envelope::*;
-pub use error::*;
 pub use json_text::*;
-pub use reason::*;
+/// The wire types this crate speaks, defined once in `portcullis_protocol`.
+pub use portcullis_protocol::{
+    DisconnectReason, Empty, ErrorCode, PingResult, RequestId, RpcError, error_line, notification_line, result_line,
+};
 pub use registry::*;
 pub use reply::*;
 
@@ -78,7 +79,7 @@ impl Plugin for RpcPlugin {
             .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
                 commands.entity(opened.entity).try_insert(RpcState::default());
             })
-            .add_rpc_method("ping", Access::Public, ping)
-            .add_rpc_method("disconnect", Access::Public, disconnect);
+            .add_rpc_method(method::PING, Access::Public, ping)
+            .add_rpc_method(method::DISCONNECT, Access::Public, disconnect);
     }
 }

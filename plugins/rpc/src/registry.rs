@@ -11,8 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::envelope::RequestId;
-use crate::error::{ErrorCode, RpcError};
+use portcullis_protocol::{ErrorCode, RequestId, RpcError};
 
 /// Whether a method needs a logged-in session (docs/protocol.md §4, **auth**).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +101,6 @@ impl<R: Serialize + Send + 'static> IntoReply for Result<R, RpcError> {
 /// Params of a method that takes none: accepts any object and ignores it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct NoParams {}
-
-/// `{}`, the result of methods that return nothing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Empty {}
 
 /// What the dispatcher hands a registered method.
 pub(crate) struct Call {

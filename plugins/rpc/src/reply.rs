@@ -7,10 +7,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::batch::{Batch, Filled};
-use crate::envelope::{error_line, notification_line, result_line};
-use crate::error::{ErrorCode, RpcError};
-use crate::reason::DisconnectReason;
 use crate::registry::ReplyTo;
+use portcullis_protocol::{
+    DisconnectReason, ErrorCode, RpcError, error_line, notification, notification_line, result_line,
+};
 
 /// JSON-RPC bookkeeping of one connection. Inserted on every connection
 /// entity by `RpcPlugin`; changed only by the dispatcher and [`Rpc`].
@@ -205,7 +205,7 @@ pub(crate) fn close_with_goodbye(conn: &Connection, lines: Vec<String>, reason: 
 /// Sends `disconnected {reason}` and closes.
 pub fn send_disconnect(conn: &Connection, reason: DisconnectReason) {
     bevy_log::debug!(conn = %conn.id(), reason = %reason, "disconnecting");
-    if let Ok(line) = notification_line("disconnected", &json!({ "reason": reason })) {
+    if let Ok(line) = notification_line(notification::DISCONNECTED, &json!({ "reason": reason })) {
         conn.send(line);
     }
     conn.close();

@@ -3,6 +3,7 @@
 //! "which error wins": 1006 → 1011 → 1008 → 1001 → -32602 token → 1003).
 
 use bevy_ecs::prelude::*;
+use portcullis_protocol::method;
 use portcullis_rpc::{Access, ErrorCode, GateInput, RpcError};
 use serde_json::Value;
 
@@ -10,7 +11,7 @@ use crate::shutdown::ShutdownState;
 use crate::state::{SessionState, card_in_world};
 
 /// Methods a session being kicked may still call (docs/protocol.md §6).
-pub const ALLOWED_WHILE_KICKING: [&str; 4] = ["userdata_save", "logout", "ping", "disconnect"];
+pub const ALLOWED_WHILE_KICKING: [&str; 4] = [method::USERDATA_SAVE, method::LOGOUT, method::PING, method::DISCONNECT];
 
 /// Methods a session being kicked may still call: docs/protocol.md §6's four, plus
 /// any a game adds (e.g. a `group_leave`). Inserted by `SessionPlugin`.
@@ -33,7 +34,7 @@ pub fn session_gate(world: &mut World, input: &GateInput<'_>) -> Result<(), RpcE
     {
         return Err(RpcError::new(ErrorCode::SessionClosing));
     }
-    if input.method == "login" && !session.is_logged_in() {
+    if input.method == method::LOGIN && !session.is_logged_in() {
         // 1011: no login completes while the server shuts down.
         if world.resource::<ShutdownState>().is_active() {
             return Err(RpcError::new(ErrorCode::ServerBusy));

@@ -36,6 +36,7 @@ use std::time::Duration;
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use portcullis_net::{ConnectionClosed, ConnectionOpened, FrameWaker, NetSet};
+use portcullis_protocol::method;
 use portcullis_rpc::{Access, RpcAppExt, RpcGates, RpcSet};
 use portcullis_store::{Store, StoreConfig};
 
@@ -44,7 +45,9 @@ pub use gate::*;
 pub use limits::*;
 pub use machine::*;
 pub use methods::*;
-pub use portcullis_rpc::DisconnectReason;
+pub use portcullis_protocol::{
+    ChangePasswordParams, DisconnectReason, LoadResult, LoginResult, RegisterParams, RegisterResult, SaveResult,
+};
 pub use shutdown::*;
 pub use state::*;
 pub use store::*;
@@ -162,12 +165,12 @@ impl Plugin for SessionPlugin {
             .add_observer(|kick: On<Kick>, mut ctx: SessionCtx| ctx.kick(kick.entity, kick.reason))
             .add_observer(on_request_shutdown)
             .add_observer(on_write_userdata)
-            .add_rpc_method("login", Access::Public, login)
-            .add_rpc_method("logout", Access::LoggedIn, logout)
-            .add_rpc_method("userdata_save", Access::LoggedIn, userdata_save)
-            .add_rpc_method("userdata_load", Access::LoggedIn, userdata_load)
-            .add_rpc_method("register", Access::Public, register)
-            .add_rpc_method("change_password", Access::LoggedIn, change_password);
+            .add_rpc_method(method::LOGIN, Access::Public, login)
+            .add_rpc_method(method::LOGOUT, Access::LoggedIn, logout)
+            .add_rpc_method(method::USERDATA_SAVE, Access::LoggedIn, userdata_save)
+            .add_rpc_method(method::USERDATA_LOAD, Access::LoggedIn, userdata_load)
+            .add_rpc_method(method::REGISTER, Access::Public, register)
+            .add_rpc_method(method::CHANGE_PASSWORD, Access::LoggedIn, change_password);
         app.world_mut().get_resource_or_init::<RpcGates>().0.push(Arc::new(session_gate));
     }
 }

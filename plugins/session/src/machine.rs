@@ -25,9 +25,9 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
 use bevy_time::{Real, Time};
 use portcullis_net::Connection;
+use portcullis_protocol::{LoginResult, notification};
 use portcullis_rpc::{DisconnectReason, ErrorCode, ReplyTo, Rpc, RpcError};
 use portcullis_store::{Account, StoreRequest, SubmitError};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::SessionConfig;
@@ -41,15 +41,6 @@ use crate::state::{
 use crate::store::{PendingOp, PendingTags, StoreHandle};
 use crate::token::Token;
 use crate::userdata::UserData;
-
-/// Result of `login`: `{"account":S,"token":S}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoginResult {
-    /// The account name as spelled at registration.
-    pub account: String,
-    /// The live token.
-    pub token: String,
-}
 
 /// The four card components of a connection, read-only (they are immutable).
 pub(crate) type CardData =
@@ -308,7 +299,7 @@ impl SessionCtx<'_, '_> {
     fn begin_takeover(&mut self, reply_to: &ReplyTo, account: Account, old: Entity) {
         let entity = reply_to.entity;
         bevy_log::info!(account = %account.name, "duplicate login: replacing session");
-        self.rpc.notify(entity, "login_pending", &json!({ "reason": "replacing_session" }));
+        self.rpc.notify(entity, notification::LOGIN_PENDING, &json!({ "reason": notification::REPLACING_SESSION }));
         self.index.takeovers.insert(account.id, entity);
         if let Some(mut card) = self.card(entity).map(CardRef::to_owned) {
             card.session.state = SessionState::WaitingTakeover { account, login: reply_to.clone() };
@@ -352,7 +343,11 @@ impl SessionCtx<'_, '_> {
                 self.write(entity, card);
                 bevy_log::info!(account = %account.name, reason = %reason, "kicking session");
                 let deadline_ms = u64::try_from(save_timeout.as_millis()).unwrap_or(u64::MAX);
-                self.rpc.notify(entity, "kicked", &json!({ "reason": reason, "save_deadline_ms": deadline_ms }));
+                self.rpc.notify(
+                    entity,
+                    notification::KICKED,
+                    &json!({ "reason": reason, "save_deadline_ms": deadline_ms }),
+                );
                 self.commands.trigger(Kicked { entity, reason });
             }
             SessionState::Kicking { .. } | SessionState::Closed => {}

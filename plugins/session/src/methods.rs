@@ -3,15 +3,16 @@
 //! registered with `add_rpc_method`, the API games use too.
 
 use bevy_ecs::prelude::*;
+use portcullis_protocol::{ChangePasswordParams, LoginResult, RegisterParams, RegisterResult, SaveResult};
 use portcullis_rpc::{CompactJson, Empty, ErrorCode, NoParams, Reply, Request, RpcError, compact_json};
 use portcullis_store::{StoreRequest, validate_new_account, validate_new_password};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::machine::{LoginResult, SessionCtx};
+use crate::machine::SessionCtx;
 use crate::state::SessionState;
-use crate::store::{PendingOp, RegisterResult, SaveResult};
+use crate::store::PendingOp;
 
 /// Params of `login`: `{"account":S,"password":S}` or `{"token":S}`.
 /// `account` and `password` are checked only for a password login: with a
@@ -138,15 +139,6 @@ pub fn userdata_load(In(req): In<Request<TokenParams>>, mut ctx: SessionCtx) -> 
     }
 }
 
-/// Params of `register`.
-#[derive(Deserialize)]
-pub struct RegisterParams {
-    /// `^[0-9A-Za-z]{6,16}$`.
-    pub account: String,
-    /// 6 to 64 characters.
-    pub password: String,
-}
-
 /// `register` (docs/protocol.md §4): ALREADY_LOGGED_IN, then INVALID_ACCOUNT, then
 /// ACCOUNT_EXISTS. Does not log in.
 pub fn register(In(req): In<Request<RegisterParams>>, mut ctx: SessionCtx) -> Reply<RegisterResult> {
@@ -161,15 +153,6 @@ pub fn register(In(req): In<Request<RegisterParams>>, mut ctx: SessionCtx) -> Re
         Ok(()) => Reply::Later,
         Err(e) => Reply::Err(e),
     }
-}
-
-/// Params of `change_password`.
-#[derive(Deserialize)]
-pub struct ChangePasswordParams {
-    /// The current password.
-    pub old_password: String,
-    /// The new password (the `register` rule).
-    pub new_password: String,
 }
 
 /// `change_password` **auth** (docs/protocol.md §4): INVALID_ACCOUNT for a bad new

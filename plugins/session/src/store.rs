@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use bevy_ecs::prelude::*;
+use portcullis_protocol::{LoadResult, RegisterResult, SaveResult, notification};
 use portcullis_rpc::{ErrorCode, ReplyTo, RpcError};
 use portcullis_store::{Store, StoreFailure, StoreOk, StoreReply, format_saved_at};
-use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
@@ -93,33 +93,6 @@ impl PendingTags {
     pub fn entity_of_tag(&self, tag: u64) -> Option<Entity> {
         self.by_tag.get(&tag).copied()
     }
-}
-
-/// Result of `userdata_save`: `{"version":N,"saved_at":S}`.
-#[derive(Debug, Serialize)]
-pub struct SaveResult {
-    /// The new version (1, 2, 3, ... per account).
-    pub version: u64,
-    /// Commit time, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-    pub saved_at: String,
-}
-
-/// Result of `userdata_load`: `{"data":OBJECT,"version":N,"saved_at":S}`.
-#[derive(Debug, Serialize)]
-pub struct LoadResult {
-    /// The saved object, as stored.
-    pub data: Box<RawValue>,
-    /// Its version.
-    pub version: u64,
-    /// Its commit time.
-    pub saved_at: String,
-}
-
-/// Result of `register`: `{"account":S}`.
-#[derive(Debug, Serialize)]
-pub struct RegisterResult {
-    /// The account name as registered.
-    pub account: String,
 }
 
 fn internal(reason: &str) -> RpcError {
@@ -214,7 +187,7 @@ fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: 
                     let saved_at = format_saved_at(saved.saved_at_ms);
                     ctx.rpc.notify(
                         entity,
-                        "userdata_changed",
+                        notification::USERDATA_CHANGED,
                         &json!({"version": saved.version, "saved_at": saved_at}),
                     );
                     set_mirror(ctx, entity, Some(*data), saved.version, Some(saved_at), ChangeSource::Server);

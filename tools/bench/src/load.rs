@@ -10,8 +10,8 @@ use rand::Rng;
 use super::BenchError;
 use super::child::ChildServer;
 use super::procfs::{self, Pid};
-use crate::client::{Client, ClientConfig};
-use portcullis_rpc::ErrorCode;
+use portcullis_client::ErrorCode;
+use portcullis_client::{Client, ClientConfig};
 
 /// The password of every account a bench registers.
 pub const PASSWORD: &str = "bench-password";

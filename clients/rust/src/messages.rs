@@ -1,43 +1,11 @@
-//! What the client hands back: typed results of docs/protocol.md §4 methods,
-//! server notifications (§5) and the [`ClientEvent`] stream.
+//! What the client hands back besides the typed results of docs/protocol.md §4
+//! (those are `portcullis_protocol`'s): server notifications (§5) and the
+//! [`ClientEvent`] stream.
 
-use serde::Deserialize;
+use portcullis_protocol::SaveResult;
 use serde_json::{Map, Value};
 
 use super::ClientError;
-
-/// The result of a successful `login` (docs/protocol.md §4): `{"account":S,"token":S}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct LoginResult {
-    /// The account name as spelled at registration (names compare
-    /// case-insensitively, docs/protocol.md §4).
-    pub account: String,
-    /// The session token: 64 lowercase hex characters, valid while this
-    /// connection lives and the session is not logged out.
-    pub token: String,
-}
-
-/// The result of a successful `userdata_save` (docs/protocol.md §4):
-/// `{"version":N,"saved_at":S}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SaveResult {
-    /// The new version number: 1, 2, 3, ... per account.
-    pub version: u64,
-    /// The commit time, exactly `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
-    pub saved_at: String,
-}
-
-/// The result of a successful `userdata_load` (docs/protocol.md §4):
-/// `{"data":OBJECT,"version":N,"saved_at":S}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LoadResult {
-    /// The newest saved data of the account (a JSON object).
-    pub data: Value,
-    /// Its version, as returned by the `userdata_save` that stored it.
-    pub version: u64,
-    /// Its commit time, as returned by that `userdata_save`.
-    pub saved_at: String,
-}
 
 /// A JSON-RPC notification from the server: a message with `method` and no
 /// `id` (docs/protocol.md §2, §5), e.g. `kicked`, `disconnected`, `login_pending`

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::metrics::nearest_rank;
+use portcullis::metrics::nearest_rank;
 
 /// Latencies of one run, in microseconds; every sample is kept, so the
 /// percentiles are exact.
@@ -106,8 +106,8 @@ impl FrameSample {
     /// (`... portcullis::metrics: frame metrics fps=30.0 frame_p50_us=12 ...`);
     /// `None` for any other line.
     pub fn parse(line: &str, at: Instant) -> Option<Self> {
-        let start = line.find(crate::metrics::METRICS_MESSAGE)?;
-        if !line[..start].contains(crate::metrics::METRICS_TARGET) {
+        let start = line.find(portcullis::metrics::METRICS_MESSAGE)?;
+        if !line[..start].contains(portcullis::metrics::METRICS_TARGET) {
             return None;
         }
         let mut sample =

@@ -148,7 +148,8 @@ impl std::fmt::Display for ErrorCode {
 
 /// An error answer to one request: `{"code":C,"message":S,"data":D}`.
 ///
-/// Method handlers return it; the dispatcher writes it as the `error` member.
+/// Server methods return it and the server writes it as the `error` member
+/// of the response; clients read it back with [`ErrorCode::from_code`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
     /// The code (docs/protocol.md §3).

@@ -23,8 +23,8 @@ use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, micros, ratio, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1, round3};
 use super::{BenchArgs, BenchError};
-use crate::client::{Client, ClientError};
-use portcullis_rpc::ErrorCode;
+use portcullis_client::ErrorCode;
+use portcullis_client::{Client, ClientError};
 
 /// The last acknowledged save of one account.
 #[derive(Debug, Clone, Copy, Default)]
@@ -222,7 +222,8 @@ async fn check(addr: SocketAddr, names: &[String], acked: &[Acked]) -> Result<(u
         match client.userdata_load().await {
             Ok(loaded) => {
                 lost += acked.version.saturating_sub(loaded.version);
-                let seq = loaded.data.get("seq").and_then(Value::as_u64).unwrap_or(0);
+                let seq =
+                    loaded.data_value().ok().and_then(|data| data.get("seq").and_then(Value::as_u64)).unwrap_or(0);
                 if loaded.version == acked.version && seq != acked.seq {
                     mismatched += 1;
                 }

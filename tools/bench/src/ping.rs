@@ -19,8 +19,8 @@ use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, bytes, micros, ratio, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1};
 use super::{BenchArgs, BenchError, Workload};
-use crate::client::{Client, ClientError};
-use portcullis_rpc::ErrorCode;
+use portcullis_client::ErrorCode;
+use portcullis_client::{Client, ClientError};
 
 /// The shape of a ping load.
 #[derive(Debug, Clone, Copy)]

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::client::ClientError;
+use portcullis_client::ClientError;
 
-/// Why `portcullis bench` stopped without a report.
+/// Why `portcullis-bench` stopped without a report.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BenchError {

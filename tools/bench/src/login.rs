@@ -18,8 +18,8 @@ use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, micros, thousands};
 use super::stats::{FrameSummary, Latencies, LatencySummary, round1, round3};
 use super::{BenchArgs, BenchError};
-use crate::client::{Client, ClientError};
-use portcullis_store::StoreConfig;
+use portcullis::store::StoreConfig;
+use portcullis_client::{Client, ClientError};
 
 /// One argon2id hash as the bench times it (32-byte output, one lane), in a
 /// work area allocated once: the hash alone, as the server's hasher threads

@@ -114,7 +114,7 @@ impl Report {
 
     /// Writes the tables, the targets and the notes.
     pub fn write_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        writeln!(out, "portcullis bench {}", self.workload)?;
+        writeln!(out, "portcullis-bench {}", self.workload)?;
         for table in &self.tables {
             writeln!(out)?;
             table.write(out)?;

@@ -28,7 +28,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use portcullis_rpc::ErrorCode;
+use portcullis_protocol::{ErrorCode, method, notification};
 
 use super::{ClientConfig, ClientError, ClientEvent, LoginResult, Notification, SaveResult};
 
@@ -455,7 +455,7 @@ impl Connection {
                 let _ = tx.send(outcome);
             }
             Reply::KickSave => {
-                let outcome = outcome.and_then(|result| parse::<SaveResult>("userdata_save", result));
+                let outcome = outcome.and_then(|result| parse::<SaveResult>(method::USERDATA_SAVE, result));
                 self.emit(ClientEvent::KickSave(outcome));
             }
         }
@@ -466,8 +466,8 @@ impl Connection {
     /// (docs/protocol.md §5–§7), and reports the notification.
     fn handle_notification(&self, notification: Notification) {
         match notification.method.as_str() {
-            "kicked" => self.kick_save(notification),
-            "disconnected" => {
+            notification::KICKED => self.kick_save(notification),
+            notification::DISCONNECTED => {
                 let mut state = self.lock();
                 state.disconnect_reason = notification.reason().map(str::to_owned);
                 emit_locked(&state, ClientEvent::Notification(notification));
@@ -495,7 +495,7 @@ impl Connection {
         if let (Some(token), Some(data)) = (token, data) {
             let params = json!({"token": token, "data": data});
             // Fails only when closed, and then there is no one to tell.
-            let _ = self.start_request_locked(&mut state, "userdata_save", params, Reply::KickSave);
+            let _ = self.start_request_locked(&mut state, method::USERDATA_SAVE, params, Reply::KickSave);
         }
         emit_locked(&state, ClientEvent::Notification(kicked));
     }

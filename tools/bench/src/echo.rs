@@ -2,7 +2,7 @@
 //! (read NDJSON lines, parse each with serde_json, answer
 //! `{"jsonrpc":"2.0","id":ID,"result":{}}`), the best case the bench compares
 //! `portcullis serve` with. Run as its own process by the hidden
-//! `portcullis bench-echo-server`, like the server.
+//! `portcullis-bench echo-server`, like the server.
 //!
 //! Per connection one task reads lines from a buffered reader and writes the
 //! answers into a buffered writer that is flushed when no further input is
@@ -30,7 +30,7 @@ struct Request<'a> {
     id: Option<&'a RawValue>,
 }
 
-/// `portcullis bench-echo-server`: binds, prints `listening on ADDR` to `out`,
+/// `portcullis-bench echo-server`: binds, prints `listening on ADDR` to `out`,
 /// and serves until killed (or until stdin closes, with `--stop-on-stdin-eof`).
 pub fn run_cli(args: &EchoServerArgs, out: &mut dyn Write) -> ExitCode {
     if !args.listen.ip().is_loopback() {

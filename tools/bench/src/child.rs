@@ -1,5 +1,6 @@
-//! The servers a bench measures, run as child processes of this executable:
-//! `portcullis serve` and the echo-limit server. Reads their address from
+//! The servers a bench measures, run as child processes: `portcullis serve`
+//! (the `portcullis` binary, [`ServeOptions::server`]) and the echo-limit
+//! server (this executable, `echo-server`). Reads their address from
 //! stdout, their frame metrics from stderr, and their CPU time and RSS from
 //! `/proc`.
 //!
@@ -52,8 +53,28 @@ pub struct ServeOptions {
     pub login_timeout: Option<Duration>,
     /// `--max-connections`.
     pub max_connections: Option<usize>,
-    /// More arguments, appended last (`bench --serve-arg`).
+    /// More arguments, appended last (`--serve-arg`).
     pub extra: Vec<String>,
+    /// The `portcullis` binary (`--server-bin`, default [`default_server_bin`]).
+    pub server: PathBuf,
+}
+
+/// `portcullis` next to this executable: `target/<profile>/portcullis` when
+/// both were built by cargo (also from `target/<profile>/deps/`, where test
+/// binaries live). Just `portcullis` (looked up on `PATH`) when this
+/// executable's location is unknown.
+pub fn default_server_bin() -> PathBuf {
+    let name = format!("portcullis{}", std::env::consts::EXE_SUFFIX);
+    let Ok(exe) = std::env::current_exe() else { return PathBuf::from(name) };
+    let mut dirs = exe.ancestors().skip(1).take(2);
+    let here = dirs.next().map(|dir| dir.join(&name));
+    let above = dirs.next().map(|dir| dir.join(&name));
+    match (here, above) {
+        (Some(here), _) if here.is_file() => here,
+        (_, Some(above)) if above.is_file() => above,
+        (Some(here), _) => here,
+        _ => PathBuf::from(name),
+    }
 }
 
 impl ServeOptions {
@@ -69,6 +90,7 @@ impl ServeOptions {
             login_timeout: None,
             max_connections: None,
             extra: Vec::new(),
+            server: default_server_bin(),
         }
     }
 
@@ -191,14 +213,13 @@ impl ChildServer {
 
     /// Starts `portcullis serve` (this executable) with `options`.
     pub fn serve(options: &ServeOptions) -> Result<Self, BenchError> {
-        let exe = std::env::current_exe().map_err(BenchError::io("cannot find this executable"))?;
-        Self::spawn("portcullis serve", &exe, &options.args())
+        Self::spawn("portcullis serve", &options.server, &options.args())
     }
 
-    /// Starts the echo-limit server (this executable, `bench-echo-server`).
+    /// Starts the echo-limit server (this executable, `echo-server`).
     pub fn echo() -> Result<Self, BenchError> {
         let exe = std::env::current_exe().map_err(BenchError::io("cannot find this executable"))?;
-        let args = ["bench-echo-server", "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"].map(OsString::from);
+        let args = ["echo-server", "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"].map(OsString::from);
         Self::spawn("echo-limit server", &exe, &args)
     }
 

@@ -1,6 +1,6 @@
 //! [`ClientError`]: every way a client call can fail.
 
-use portcullis_rpc::ErrorCode;
+use portcullis_protocol::ErrorCode;
 use serde_json::Value;
 
 /// Why a [`Client`](super::Client) call failed.

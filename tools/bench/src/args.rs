@@ -1,11 +1,11 @@
-//! The flags of `portcullis bench` and of the hidden `portcullis bench-echo-server`.
+//! The flags of `portcullis-bench` and of the hidden `portcullis-bench echo-server`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// What `portcullis bench` measures.
+/// What `portcullis-bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
 pub enum Workload {
     /// The ping load against a minimal tokio NDJSON JSON-RPC server: the best
@@ -68,7 +68,7 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Flags of `portcullis bench <WORKLOAD>`.
+/// Flags of `portcullis-bench <WORKLOAD>`.
 ///
 /// By default the bench starts `portcullis serve` itself (this executable,
 /// loopback, a fresh database in a temporary directory, the rate limit raised
@@ -120,6 +120,10 @@ pub struct BenchArgs {
     /// (repeat it; e.g. `--serve-arg=--max-frame-hz --serve-arg=5000`), for experiments.
     #[arg(long, allow_hyphen_values = true)]
     pub serve_arg: Vec<String>,
+    /// The `portcullis` binary to start as the server under test (default:
+    /// `portcullis` next to this executable, as `cargo build` places them).
+    #[arg(long)]
+    pub server_bin: Option<std::path::PathBuf>,
 }
 
 impl BenchArgs {
@@ -143,7 +147,7 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Flags of the hidden `portcullis bench-echo-server`.
+/// Flags of the hidden `portcullis-bench echo-server`.
 #[derive(Debug, Clone, Args)]
 pub struct EchoServerArgs {
     /// TCP listener; port 0 picks a free port. Loopback only.

@@ -1,13 +1,14 @@
-//! `portcullis bench`: a load generator built on the reference client, and
+//! `portcullis-bench`: a load generator built on the reference client, and
 //! the benchmark workloads of BENCHMARKS.md. Loopback only, bounded in time
 //! and count.
 //!
 //! ```text
-//!  portcullis bench <workload>
-//!     │ spawns (this executable)                          │ loads over 127.0.0.1 (crate::client)
+//!  portcullis-bench <workload>
+//!     │ spawns (--server-bin, default:                    │ loads over 127.0.0.1 (portcullis_client)
+//!     │   `portcullis` next to this executable)           │
 //!     ├──> portcullis serve --listen 127.0.0.1:0 ... <────┤   /proc/PID: CPU time, RSS
-//!     │       stderr: "frame metrics fps=.. frame_p99_us=.." (crate::metrics)
-//!     └──> portcullis bench-echo-server  <────────────────┘   the echo-limit: the best case
+//!     │       stderr: "frame metrics fps=.. frame_p99_us=.." (portcullis::metrics)
+//!     └──> portcullis-bench echo-server  <────────────────┘   the echo-limit: the best case
 //! ```
 //!
 //! Workloads ([`Workload`]): `echo-limit`, `ping`, `save`, `login`, `hold`.
@@ -18,11 +19,14 @@
 //! # Examples
 //!
 //! ```text
-//! cargo run --release -- bench ping --compare-echo
-//! cargo run --release -- bench ping --connections 1 --in-flight 1
-//! cargo run --release -- bench save --json
-//! cargo run --release -- bench hold --connections 10000 --compare-echo
+//! cargo build --release -p portcullis    # the server under test
+//! cargo run --release -p portcullis_bench -- ping --compare-echo
+//! cargo run --release -p portcullis_bench -- ping --connections 1 --in-flight 1
+//! cargo run --release -p portcullis_bench -- save --json
+//! cargo run --release -p portcullis_bench -- hold --connections 10000 --compare-echo
 //! ```
+
+#![forbid(unsafe_code)]
 
 mod args;
 mod child;
@@ -38,7 +42,7 @@ mod save;
 mod stats;
 
 pub use args::{BenchArgs, EchoServerArgs, Workload};
-pub use child::{ChildServer, ServeOptions};
+pub use child::{ChildServer, ServeOptions, default_server_bin};
 pub use error::BenchError;
 pub use login::hash_time;
 pub use report::{Report, Table, Target};
@@ -65,10 +69,11 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// How to start `portcullis serve` for `args`: database `db`, its
-/// `--metrics-every` and `--serve-arg`s.
+/// How to start `portcullis serve` for `args`: the `--server-bin`,
+/// database `db`, its `--metrics-every` and `--serve-arg`s.
 fn serve_options(args: &BenchArgs, db: std::path::PathBuf) -> ServeOptions {
-    ServeOptions { extra: args.serve_arg.clone(), ..ServeOptions::new(db, args.metrics_every) }
+    let server = args.server_bin.clone().unwrap_or_else(default_server_bin);
+    ServeOptions { extra: args.serve_arg.clone(), server, ..ServeOptions::new(db, args.metrics_every) }
 }
 
 /// The settings of a run, for the JSON report.
@@ -128,7 +133,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
     Ok(report)
 }
 
-/// `portcullis bench`: runs, then writes the report to `out` (tables, or
+/// `portcullis-bench`: runs, then writes the report to `out` (tables, or
 /// JSON with `--json`) and progress and errors to `err`. Exit status 0 when
 /// the bench ran to its end and lost no acknowledged save.
 pub fn run_cli(args: &BenchArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {

@@ -9,7 +9,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use portcullis::client::ClientConfig;
+/// use portcullis_client::ClientConfig;
 ///
 /// let config = ClientConfig { rpc_timeout: Duration::from_millis(500), ..Default::default() };
 /// assert_eq!(config.max_line_bytes, 16 * 1024 * 1024);

@@ -1,10 +1,16 @@
-//! Smoke test of `portcullis bench`: every workload runs for about a second
-//! with two connections through the real binary, exits 0 by itself and prints
-//! one JSON report; `save` reports no lost acknowledged save. Speed is not
-//! asserted. If this fails, `cargo run --release -- bench <workload>` (and
-//! BENCHMARKS.md) is broken for users.
+//! Smoke test of `portcullis-bench`: every workload runs for about a second
+//! with two connections through the real binaries, exits 0 by itself and
+//! prints one JSON report; `save` reports no lost acknowledged save. Speed is
+//! not asserted. If this fails, `cargo run --release -p portcullis_bench --
+//! <workload>` (and BENCHMARKS.md) is broken for users.
+//!
+//! The bench starts the `portcullis` binary it finds next to its own
+//! (`target/<profile>/`): `cargo test --workspace` builds both before any
+//! test runs. Run alone (`cargo test -p portcullis_bench`), build the server
+//! first with `cargo build -p portcullis`.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,17 +19,30 @@ use serde_json::Value;
 /// Longest a one-second bench may take, server start-up and checks included.
 const LIMIT: Duration = Duration::from_secs(180);
 
-/// Runs `portcullis bench <args>` with the smoke-test sizes and returns its JSON report.
+/// Checks that the `portcullis` binary is next to `portcullis-bench`, where
+/// the bench looks for it by default (no `--server-bin` here, so that the
+/// default is what is tested).
+fn assert_server_built() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_portcullis-bench"));
+    let server = bench.with_file_name(format!("portcullis{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        server.is_file(),
+        "{} is missing: `cargo test --workspace` builds it, or run `cargo build -p portcullis` first",
+        server.display()
+    );
+}
+
+/// Runs `portcullis-bench <args>` with the smoke-test sizes and returns its JSON report.
 fn bench(args: &[&str]) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("bench")
+    assert_server_built();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis-bench"))
         .args(args)
         .args(["--duration", "1s", "--warmup", "200ms", "--connections", "2", "--metrics-every", "500ms", "--json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the portcullis binary starts"); // a test: a missing binary is the failure to report
+        .expect("the portcullis-bench binary starts"); // a test: a missing binary is the failure to report
     let mut stdout = child.stdout.take().expect("stdout is piped"); // piped just above
     let mut stderr = child.stderr.take().expect("stderr is piped"); // piped just above
     let out = std::thread::spawn(move || {

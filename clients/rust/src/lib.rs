@@ -1,4 +1,4 @@
-//! The reference client: speaks docs/protocol.md over TCP on tokio, and follows
+//! portcullis_client: the reference client. Speaks docs/protocol.md over TCP on tokio, and follows
 //! its §7 client rules.
 //!
 //! ```text
@@ -28,7 +28,7 @@
 //! # Examples
 //!
 //! ```no_run
-//! use portcullis::client::{Client, ClientError, ClientEvent};
+//! use portcullis_client::{Client, ClientError, ClientEvent};
 //!
 //! # async fn run() -> Result<(), ClientError> {
 //! let client = Client::connect("127.0.0.1:7777").await?;
@@ -48,6 +48,8 @@
 //! # }
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod connection;
 mod error;
@@ -55,12 +57,16 @@ mod messages;
 
 pub use config::ClientConfig;
 pub use error::ClientError;
-pub use messages::{ClientEvent, LoadResult, LoginResult, Notification, SaveResult};
+pub use messages::{ClientEvent, Notification};
+/// The wire types, shared with the server: a game client needs no other crate.
+pub use portcullis_protocol::{
+    self as protocol, DisconnectReason, ErrorCode, LoadResult, LoginResult, PingResult, RegisterResult, SaveResult,
+};
 
 use std::fmt;
 use std::sync::Arc;
 
-use portcullis_rpc::ErrorCode;
+use portcullis_protocol::{ChangePasswordParams, PasswordLoginParams, RegisterParams, TokenLoginParams, method};
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -169,7 +175,7 @@ impl Client {
     /// [`ClientError::Rpc`] with the server's code, e.g. `INVALID_CREDENTIALS`
     /// (1002) or `ALREADY_LOGGED_IN` (1005); connection errors as for every call.
     pub async fn login_with_password(&self, account: &str, password: &str) -> Result<LoginResult, ClientError> {
-        self.login_call(json!({"account": account, "password": password})).await
+        self.login_call(to_params(&PasswordLoginParams { account, password })?).await
     }
 
     /// Sends `login {"token":token}` (docs/protocol.md §4), with any token (a test
@@ -179,11 +185,11 @@ impl Client {
     /// [`ClientError::Rpc`] with `TOKEN_INVALID` (1003) when `token` is not
     /// this connection's live token; connection errors as for every call.
     pub async fn login_with_token(&self, token: &str) -> Result<LoginResult, ClientError> {
-        self.login_call(json!({"token": token})).await
+        self.login_call(to_params(&TokenLoginParams { token })?).await
     }
 
     async fn login_call(&self, params: Value) -> Result<LoginResult, ClientError> {
-        let login: LoginResult = parse("login", self.call("login", params).await?)?;
+        let login: LoginResult = parse(method::LOGIN, self.call(method::LOGIN, params).await?)?;
         self.connection().store_session(&login);
         Ok(login)
     }
@@ -197,7 +203,7 @@ impl Client {
     /// (1003); connection errors as for every call.
     pub async fn logout(&self) -> Result<(), ClientError> {
         let token = self.token();
-        self.call("logout", auth_params(token.as_deref(), Map::new())).await?;
+        self.call(method::LOGOUT, auth_params(token.as_deref(), Map::new())).await?;
         if let Some(token) = token {
             self.connection().forget_token(&token);
         }
@@ -216,8 +222,8 @@ impl Client {
     pub async fn userdata_save(&self, data: Value) -> Result<SaveResult, ClientError> {
         let mut params = Map::new();
         params.insert("data".to_owned(), data);
-        let result = self.call("userdata_save", auth_params(self.token().as_deref(), params));
-        parse("userdata_save", result.await?)
+        let result = self.call(method::USERDATA_SAVE, auth_params(self.token().as_deref(), params));
+        parse(method::USERDATA_SAVE, result.await?)
     }
 
     /// Sends `userdata_load {"token":T}` with the held token and returns the
@@ -228,7 +234,7 @@ impl Client {
     /// (1003) or `NO_USERDATA` (1004); connection errors as for every call.
     pub async fn userdata_load(&self) -> Result<LoadResult, ClientError> {
         let params = auth_params(self.token().as_deref(), Map::new());
-        parse("userdata_load", self.call("userdata_load", params).await?)
+        parse(method::USERDATA_LOAD, self.call(method::USERDATA_LOAD, params).await?)
     }
 
     /// Sends `register {"account":account,"password":password}` and returns
@@ -238,7 +244,8 @@ impl Client {
     /// [`ClientError::Rpc`] with `ALREADY_LOGGED_IN` (1005), `INVALID_ACCOUNT`
     /// (1010) or `ACCOUNT_EXISTS` (1009); connection errors as for every call.
     pub async fn register(&self, account: &str, password: &str) -> Result<String, ClientError> {
-        let result = self.call("register", json!({"account": account, "password": password})).await?;
+        let params = RegisterParams { account: account.to_owned(), password: password.to_owned() };
+        let result = self.call(method::REGISTER, to_params(&params)?).await?;
         match result.get("account").and_then(Value::as_str) {
             Some(account) => Ok(account.to_owned()),
             None => Err(ClientError::Protocol(format!("bad `register` result: {result}"))),
@@ -253,10 +260,9 @@ impl Client {
     /// (1003), `INVALID_ACCOUNT` (1010, new password) or `INVALID_CREDENTIALS`
     /// (1002, old password); connection errors as for every call.
     pub async fn change_password(&self, old: &str, new: &str) -> Result<(), ClientError> {
-        let mut params = Map::new();
-        params.insert("old_password".to_owned(), Value::from(old));
-        params.insert("new_password".to_owned(), Value::from(new));
-        self.call("change_password", auth_params(self.token().as_deref(), params)).await?;
+        let params = ChangePasswordParams { old_password: old.to_owned(), new_password: new.to_owned() };
+        let Value::Object(params) = to_params(&params)? else { return Err(not_an_object(method::CHANGE_PASSWORD)) };
+        self.call(method::CHANGE_PASSWORD, auth_params(self.token().as_deref(), params)).await?;
         Ok(())
     }
 
@@ -267,7 +273,7 @@ impl Client {
     /// Connection errors as for every call; [`ClientError::Protocol`] when the
     /// result has no integer `server_time_ms`.
     pub async fn ping(&self) -> Result<u64, ClientError> {
-        let result = self.call("ping", json!({})).await?;
+        let result = self.call(method::PING, json!({})).await?;
         match result.get("server_time_ms").and_then(Value::as_u64) {
             Some(time) => Ok(time),
             None => Err(ClientError::Protocol(format!("bad `ping` result: {result}"))),
@@ -284,7 +290,7 @@ impl Client {
     /// [`ClientError::Timeout`] when the server does not close in time (the
     /// client then closes); errors of the `disconnect` call as for every call.
     pub async fn disconnect(&self) -> Result<Option<String>, ClientError> {
-        self.call("disconnect", json!({})).await?;
+        self.call(method::DISCONNECT, json!({})).await?;
         match tokio::time::timeout(self.config().rpc_timeout, self.closed()).await {
             Ok(()) => Ok(self.disconnect_reason()),
             Err(_) => {
@@ -398,4 +404,15 @@ fn auth_params(token: Option<&str>, mut extra: Map<String, Value>) -> Value {
         extra.insert("token".to_owned(), Value::from(token));
     }
     Value::Object(extra)
+}
+
+/// Typed params as the JSON value [`Client::call`] sends (the same bytes:
+/// serde_json writes object members in name order either way).
+fn to_params<P: serde::Serialize>(params: &P) -> Result<Value, ClientError> {
+    serde_json::to_value(params).map_err(|error| ClientError::Protocol(format!("params not serializable: {error}")))
+}
+
+/// The error for typed params that did not become a JSON object.
+fn not_an_object(method: &str) -> ClientError {
+    ClientError::Protocol(format!("`{method}` params are not an object"))
 }

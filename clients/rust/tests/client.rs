@@ -1,4 +1,4 @@
-//! The reference client (`portcullis::client`) against small fake servers:
+//! The reference client (`portcullis_client`) against small fake servers:
 //! framing, id matching, the RPC timeout, token fallback, kick auto-save and
 //! close handling of docs/protocol.md §2, §5–§7.
 //!
@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis::client::{Client, ClientConfig, ClientError, ClientEvent, Notification};
-use portcullis_rpc::ErrorCode;
+use portcullis_client::{Client, ClientConfig, ClientError, ClientEvent, Notification};
+use portcullis_protocol::ErrorCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};

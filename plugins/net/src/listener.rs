@@ -83,8 +83,14 @@ pub(crate) async fn accept_loop(
     }
     // Connections the OS already queued would be reset when the listener is
     // dropped: accept them and tell them `server_shutdown` (docs/protocol.md §6).
-    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await {
-        tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+    // The socket is asked directly (non-blocking) until its queue is empty:
+    // tokio's own `accept` may not know yet that a connection is waiting.
+    if let Ok(queue) = listener.into_std() {
+        while let Ok((stream, _)) = queue.accept() {
+            if let Ok(stream) = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
+                tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+            }
+        }
     }
     bevy_log::info!("listener closed");
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use ecs_support::*;
-use portcullis::rpc::{DisconnectReason, RpcSet};
-use portcullis::session::{DeadlineQueue, Kick, SessionConfig, SessionSet};
+use portcullis::rpc::{DisconnectReason, RpcSystems};
+use portcullis::session::{DeadlineQueue, Kick, SessionConfig, SessionSystems};
 use serde_json::json;
 
 /// Kicks the marked connection right after the dispatcher ran, so the kick
@@ -27,7 +27,7 @@ fn kick_after_dispatch(world: &mut World) {
     }
 }
 
-/// While set, the store's replies wait (SessionSet::Store is skipped), so a
+/// While set, the store's replies wait (SessionSystems::Store is skipped), so a
 /// save stays in flight for as many frames as the test needs, however fast
 /// the store thread answers.
 #[derive(Resource, Default)]
@@ -47,9 +47,11 @@ fn queue_len(server: &portcullis::session::testing::TestServer) -> usize {
 fn kick_deadline_that_passed_during_an_earlier_save_ends_once_the_save_is_answered() {
     let mut server = server_with(kick_after(Duration::ZERO));
     server.app.init_resource::<KickAfterDispatch>();
-    server.app.add_systems(bevy_app::Update, kick_after_dispatch.after(RpcSet::Dispatch).before(SessionSet::Store));
+    server
+        .app
+        .add_systems(bevy_app::Update, kick_after_dispatch.after(RpcSystems::Dispatch).before(SessionSystems::Store));
     server.app.init_resource::<HoldStoreReplies>();
-    server.app.configure_sets(bevy_app::Update, SessionSet::Store.run_if(|hold: Res<HoldStoreReplies>| !hold.0));
+    server.app.configure_sets(bevy_app::Update, SessionSystems::Store.run_if(|hold: Res<HoldStoreReplies>| !hold.0));
     let mut a = Peer::connect(&mut server);
     let token = a.login(&mut server, "netease1");
     a.forget();

@@ -9,7 +9,7 @@
 //! gone.
 //!
 //! ```text
-//!  RpcSet::Dispatch ── session gate (1001 / -32602 token / 1003 / 1006) ── methods.rs
+//!  RpcSystems::Dispatch ── session gate (1001 / -32602 token / 1003 / 1006) ── methods.rs
 //!      group_create / group_join / group_leave ──▶ Groups (resource)
 //!      group_send ── Groups: the other members ──▶ Rpc::notify_many("group_message")
 //!  observers: LoggedOut, ConnectionClosed ──▶ Groups: drop the session everywhere

@@ -163,7 +163,7 @@ impl ReadyInboxes {
 
 /// Written once for each connection whose close began (by
 /// [`Connection::close`], [`Connection::abort`] or a full outbound queue),
-/// in [`NetSet::Closing`](crate::NetSet::Closing), while the entity still
+/// in [`NetSystems::Closing`](crate::NetSystems::Closing), while the entity still
 /// exists: its session can end at once instead of when the transport
 /// finishes closing. Closes begun after that set are reported next frame.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ pub struct ConnectionClosing {
 }
 
 /// Reports the connections whose close began since the last run as
-/// [`ConnectionClosing`] messages. Runs in [`NetSet::Closing`](crate::NetSet::Closing).
+/// [`ConnectionClosing`] messages. Runs in [`NetSystems::Closing`](crate::NetSystems::Closing).
 pub fn announce_closing_connections(
     bridge: Res<NetBridge>,
     index: Res<ConnectionIndex>,
@@ -186,7 +186,7 @@ pub fn announce_closing_connections(
     }
 }
 
-/// Written in [`NetSet::Receive`](crate::NetSet::Receive) when a
+/// Written in [`NetSystems::Receive`](crate::NetSystems::Receive) when a
 /// connection's transport answered [`Connection::confirm_input_drained`]:
 /// every frame that was waiting when it was asked is in the [`Inbox`] now
 /// (and counted in [`Inbox::last_activity`]), so a deadline can be judged
@@ -215,7 +215,7 @@ pub struct ConnectionClosed {
 }
 
 /// Drains the transport channel: spawns, feeds and despawns connection
-/// entities. Runs in [`crate::NetSet::Receive`].
+/// entities. Runs in [`crate::NetSystems::Receive`].
 pub fn receive_net_events(world: &mut World) {
     let bridge = world.resource::<NetBridge>().clone();
     let config = world.resource::<NetConfig>().clone();

@@ -3,7 +3,7 @@
 //! ```text
 //!  tokio threads                        ECS (one frame)
 //!  accept ──Connected──┐
-//!  read line ──Frame───┼─ crossbeam ─▶ NetSet::Receive: spawn / feed Inbox / despawn
+//!  read line ──Frame───┼─ crossbeam ─▶ NetSystems::Receive: spawn / feed Inbox / despawn
 //!  EOF / closed ───────┘                 ... other plugins pop Inbox, send replies ...
 //!  write line ◀── bounded queue per connection ── Connection::send / close
 //! ```
@@ -45,7 +45,7 @@ pub use waker::*;
 /// `Receive` runs first, `Send` last; put anything that reads inboxes
 /// between them.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NetSet {
+pub enum NetSystems {
     /// Drain the transport channel into `Connection` entities and inboxes.
     Receive,
     /// Report connections whose close began ([`ConnectionClosing`]). Between
@@ -259,8 +259,8 @@ impl Plugin for NetPlugin {
             .init_resource::<ReadyInboxes>()
             .add_message::<ConnectionClosing>()
             .add_message::<InputDrained>()
-            .configure_sets(Update, (NetSet::Receive, NetSet::Closing, NetSet::Send).chain())
-            .add_systems(Update, receive_net_events.in_set(NetSet::Receive))
-            .add_systems(Update, announce_closing_connections.in_set(NetSet::Closing));
+            .configure_sets(Update, (NetSystems::Receive, NetSystems::Closing, NetSystems::Send).chain())
+            .add_systems(Update, receive_net_events.in_set(NetSystems::Receive))
+            .add_systems(Update, announce_closing_connections.in_set(NetSystems::Closing));
     }
 }

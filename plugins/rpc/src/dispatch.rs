@@ -48,7 +48,7 @@ enum Flow {
 /// [`ReadyInboxes`] that is neither closing nor held by an unanswered
 /// request, in arrival order per connection; a batch's members run before
 /// the frames after it. Only marked connections are visited, so idle
-/// connections cost nothing. Runs in [`crate::RpcSet::Dispatch`].
+/// connections cost nothing. Runs in [`crate::RpcSystems::Dispatch`].
 pub fn dispatch_frames(world: &mut World) {
     let ready = world.resource_mut::<ReadyInboxes>().take_pending();
     if ready.is_empty() {
@@ -319,7 +319,7 @@ pub fn wake_for_waiting_frames(ready: Res<ReadyInboxes>, waker: Option<Res<Frame
 /// that writes its requests and half-closes still gets every answer. Looks
 /// only at the connections the dispatcher visited this frame (an end of
 /// stream and a released hold both mark a connection ready). Runs in
-/// [`NetSet::Send`](portcullis_net::NetSet::Send).
+/// [`NetSystems::Send`](portcullis_net::NetSystems::Send).
 pub fn close_finished_connections(
     mut ready: ResMut<ReadyInboxes>,
     query: Query<(&Connection, &Inbox, Option<&RpcState>)>,

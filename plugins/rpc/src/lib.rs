@@ -19,7 +19,7 @@ mod reply;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use portcullis_net::{ConnectionOpened, NetSet};
+use portcullis_net::{ConnectionOpened, NetSystems};
 use portcullis_protocol::method;
 
 pub use builtins::*;
@@ -34,9 +34,9 @@ pub use registry::*;
 pub use reply::*;
 
 /// Where in the frame the dispatcher runs (in `Update`, after
-/// [`NetSet::Receive`] and before [`NetSet::Send`]).
+/// [`NetSystems::Receive`] and before [`NetSystems::Send`]).
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RpcSet {
+pub enum RpcSystems {
     /// Parse frames and run method handlers.
     Dispatch,
 }
@@ -72,10 +72,10 @@ impl Plugin for RpcPlugin {
             .init_resource::<RpcGates>()
             .init_resource::<dispatch::Tickets>()
             .init_resource::<portcullis_net::ReadyInboxes>()
-            .configure_sets(Update, RpcSet::Dispatch.after(NetSet::Receive).before(NetSet::Send))
-            .add_systems(Update, dispatch_frames.in_set(RpcSet::Dispatch))
-            .add_systems(Update, close_finished_connections.in_set(NetSet::Send))
-            .add_systems(Update, wake_for_waiting_frames.after(NetSet::Send))
+            .configure_sets(Update, RpcSystems::Dispatch.after(NetSystems::Receive).before(NetSystems::Send))
+            .add_systems(Update, dispatch_frames.in_set(RpcSystems::Dispatch))
+            .add_systems(Update, close_finished_connections.in_set(NetSystems::Send))
+            .add_systems(Update, wake_for_waiting_frames.after(NetSystems::Send))
             .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
                 commands.entity(opened.entity).try_insert(RpcState::default());
             })

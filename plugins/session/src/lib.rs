@@ -2,9 +2,9 @@
 //! machine (docs/protocol.md §4 and §6).
 //!
 //! ```text
-//!  RpcSet::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
-//!  SessionSet::Store  ◀── replies ── store.rs: answer, run the transition it completes
-//!  SessionSet::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
+//!  RpcSystems::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
+//!  SessionSystems::Store  ◀── replies ── store.rs: answer, run the transition it completes
+//!  SessionSystems::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
 //!  observers: ConnectionOpened → Session + LoginDeadline; ConnectionClosed, Kick, RequestShutdown → machine.rs
 //! ```
 //!
@@ -35,9 +35,9 @@ use std::time::Duration;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use portcullis_net::{ConnectionClosed, ConnectionOpened, FrameWaker, NetSet};
+use portcullis_net::{ConnectionClosed, ConnectionOpened, FrameWaker, NetSystems};
 use portcullis_protocol::method;
-use portcullis_rpc::{Access, RpcAppExt, RpcGates, RpcSet};
+use portcullis_rpc::{Access, RpcAppExt, RpcGates, RpcSystems};
 use portcullis_store::{Store, StoreConfig};
 
 pub use events::*;
@@ -55,9 +55,9 @@ pub use token::*;
 pub use userdata::*;
 
 /// Where in the frame sessions are worked on (in `Update`, after
-/// [`RpcSet::Dispatch`], before [`NetSet::Send`]).
+/// [`RpcSystems::Dispatch`], before [`NetSystems::Send`]).
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SessionSet {
+pub enum SessionSystems {
     /// Apply store replies.
     Store,
     /// Deadlines and idle timers.
@@ -148,17 +148,17 @@ impl Plugin for SessionPlugin {
             .init_resource::<KickAllowList>()
             .configure_sets(
                 Update,
-                (SessionSet::Store, NetSet::Closing, SessionSet::Timers)
+                (SessionSystems::Store, NetSystems::Closing, SessionSystems::Timers)
                     .chain()
-                    .after(RpcSet::Dispatch)
-                    .before(NetSet::Send),
+                    .after(RpcSystems::Dispatch)
+                    .before(NetSystems::Send),
             )
-            .add_systems(Update, apply_store_replies.in_set(SessionSet::Store))
+            .add_systems(Update, apply_store_replies.in_set(SessionSystems::Store))
             .add_systems(
                 Update,
                 (end_sessions_of_closing_connections, judge_drained_deadlines, check_deadlines, finish_shutdown)
                     .chain()
-                    .in_set(SessionSet::Timers),
+                    .in_set(SessionSystems::Timers),
             )
             .add_observer(on_connection_opened)
             .add_observer(|closed: On<ConnectionClosed>, mut ctx: SessionCtx| ctx.connection_closed(closed.entity))

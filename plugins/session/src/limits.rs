@@ -191,7 +191,7 @@ const DRAIN_RETRY: Duration = Duration::from_secs(1);
 /// (portcullis_net). The in-memory transport confirms at once and the
 /// deadline fires in this frame; TCP answers with an [`InputDrained`]
 /// message, and [`judge_drained_deadlines`] decides then. Runs in
-/// `SessionSet::Timers`.
+/// `SessionSystems::Timers`.
 ///
 /// [`Connection::confirm_input_drained`]: portcullis_net::Connection::confirm_input_drained
 pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
@@ -233,7 +233,7 @@ pub fn check_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>) {
 /// that was waiting when they came due ([`InputDrained`]): the frames read
 /// meanwhile count as before the deadline (their activity, a final save
 /// dispatched this frame), so a deadline fires only if it is still due
-/// (docs/protocol.md §6, "Deadlines"). Runs in `SessionSet::Timers`, after
+/// (docs/protocol.md §6, "Deadlines"). Runs in `SessionSystems::Timers`, after
 /// the dispatcher, before [`check_deadlines`].
 pub fn judge_drained_deadlines(mut ctx: SessionCtx, inboxes: Query<&Inbox>, mut drained: MessageReader<InputDrained>) {
     let now = ctx.now();
@@ -265,11 +265,11 @@ fn fire(ctx: &mut SessionCtx, entity: Entity, due: Due) {
 
 /// Ends the session of every connection the server has started to close
 /// (`disconnect`, a protocol error, a rate-limit flood, a slow reader), in the
-/// same frame when the close began before `NetSet::Closing`: its token dies
+/// same frame when the close began before `NetSystems::Closing`: its token dies
 /// and a takeover waiting on it goes on at once, without waiting for the
 /// transport to finish closing (docs/protocol.md §4 `disconnect`, §6 step 6).
 /// Reads [`ConnectionClosing`] messages, so idle connections cost nothing.
-/// Runs in `SessionSet::Timers`.
+/// Runs in `SessionSystems::Timers`.
 pub fn end_sessions_of_closing_connections(mut ctx: SessionCtx, mut closing: MessageReader<ConnectionClosing>) {
     for ConnectionClosing { entity } in closing.read().copied() {
         if ctx.session(entity).is_some_and(|s| !matches!(s.state, SessionState::Closed)) {

@@ -101,7 +101,7 @@ fn internal(reason: &str) -> RpcError {
 }
 
 /// Applies every finished store reply: answers its request and runs the
-/// transition it completes. Runs in `SessionSet::Store`.
+/// transition it completes. Runs in `SessionSystems::Store`.
 pub fn apply_store_replies(mut ctx: SessionCtx) {
     let replies: Vec<StoreReply> = match ctx.store.get() {
         Some(store) => store.replies().try_iter().collect(),

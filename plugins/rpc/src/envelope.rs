@@ -230,6 +230,34 @@ impl SeenNames {
     }
 }
 
+/// The `visit_*` methods of a visitor for the JSON scalars it does not
+/// look inside: each gives `$value`. (`no_unit`: the visitor reads `null` itself.)
+macro_rules! not_an_object {
+    ($ty:ty, $value:expr) => {
+        not_an_object!($ty, $value, no_unit);
+        fn visit_unit<E>(self) -> Result<$ty, E> {
+            Ok($value)
+        }
+    };
+    ($ty:ty, $value:expr, no_unit) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$ty, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<$ty, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// Reads a whole frame: an object, an array of members, or anything else.
 struct FrameVisitor;
 
@@ -252,24 +280,7 @@ impl<'de> Visitor<'de> for FrameVisitor {
         Ok(Frame::Batch(members))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Frame, E> {
-        Ok(Frame::Single(Object::NotObject))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Frame, E> {
-        Ok(Frame::Single(Object::NotObject))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Frame, E> {
-        Ok(Frame::Single(Object::NotObject))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Frame, E> {
-        Ok(Frame::Single(Object::NotObject))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Frame, E> {
-        Ok(Frame::Single(Object::NotObject))
-    }
-    fn visit_unit<E>(self) -> Result<Frame, E> {
-        Ok(Frame::Single(Object::NotObject))
-    }
+    not_an_object!(Frame, Frame::Single(Object::NotObject));
 }
 
 /// One member of a batch.
@@ -325,24 +336,7 @@ impl<'de> Visitor<'de> for ObjectVisitor {
         Ok(Object::NotObject)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Object, E> {
-        Ok(Object::NotObject)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Object, E> {
-        Ok(Object::NotObject)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Object, E> {
-        Ok(Object::NotObject)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Object, E> {
-        Ok(Object::NotObject)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Object, E> {
-        Ok(Object::NotObject)
-    }
-    fn visit_unit<E>(self) -> Result<Object, E> {
-        Ok(Object::NotObject)
-    }
+    not_an_object!(Object, Object::NotObject);
 }
 
 /// Reads `params`, noting the first top-level name that repeats.
@@ -392,21 +386,7 @@ impl<'de> Visitor<'de> for ParamsVisitor {
     fn visit_unit<E>(self) -> Result<Params, E> {
         Ok(Params::Null)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Params, E> {
-        Ok(Params::Scalar)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Params, E> {
-        Ok(Params::Scalar)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Params, E> {
-        Ok(Params::Scalar)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Params, E> {
-        Ok(Params::Scalar)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Params, E> {
-        Ok(Params::Scalar)
-    }
+    not_an_object!(Params, Params::Scalar, no_unit);
 }
 
 #[cfg(test)]

@@ -237,12 +237,5 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
         "echo_limit": echo.as_ref().map(HoldRun::to_json),
         "file_limit": limit,
     });
-    Ok(Report {
-        workload: args.workload.name().to_owned(),
-        config: super::config_json(args),
-        results,
-        tables: vec![table],
-        targets,
-        notes,
-    })
+    Ok(super::workload_report(args, results, table, targets, notes))
 }

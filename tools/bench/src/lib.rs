@@ -76,6 +76,19 @@ fn serve_options(args: &BenchArgs, db: std::path::PathBuf) -> ServeOptions {
     ServeOptions { extra: args.serve_arg.clone(), server, ..ServeOptions::new(db, args.metrics_every) }
 }
 
+/// The report of one run of `args`'s workload: its figures as JSON and as
+/// one table, the targets checked, and how the run was done.
+fn workload_report(args: &BenchArgs, results: Value, table: Table, targets: Vec<Target>, notes: Vec<String>) -> Report {
+    Report {
+        workload: args.workload.name().to_owned(),
+        config: config_json(args),
+        results,
+        tables: vec![table],
+        targets,
+        notes,
+    }
+}
+
 /// The settings of a run, for the JSON report.
 fn config_json(args: &BenchArgs) -> Value {
     json!({

@@ -308,12 +308,5 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
         "client_cpu_cores": round3(run.cpu.client_cores()),
         "frames": run.frames.as_ref().map(FrameSummary::to_json),
     });
-    Ok(Report {
-        workload: args.workload.name().to_owned(),
-        config: super::config_json(args),
-        results,
-        tables: vec![table],
-        targets,
-        notes,
-    })
+    Ok(super::workload_report(args, results, table, targets, notes))
 }

@@ -379,12 +379,5 @@ fn report(
             _ => None,
         },
     });
-    Report {
-        workload: args.workload.name().to_owned(),
-        config: super::config_json(args),
-        results,
-        tables: vec![table],
-        targets,
-        notes,
-    }
+    super::workload_report(args, results, table, targets, notes)
 }

@@ -382,12 +382,5 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
         "ratio_saves_per_sec": single.as_ref().map(|s| round3(grouped.saves_per_sec() / s.saves_per_sec().max(1e-9))),
         "lost_acknowledged_saves": runs.iter().map(|r| r.lost).sum::<u64>(),
     });
-    Ok(Report {
-        workload: args.workload.name().to_owned(),
-        config: super::config_json(args),
-        results,
-        tables: vec![table],
-        targets,
-        notes,
-    })
+    Ok(super::workload_report(args, results, table, targets, notes))
 }

@@ -182,6 +182,8 @@ export class Client {
   #ws;
   /** @type {number} The RPC timeout in ms. */
   #rpcTimeoutMs;
+  /** @type {((direction: "send"|"receive", text: string) => void)|null} Sees every message. */
+  #trace;
   /** @type {number} The id of the next request: 1, 2, 3, ... */
   #nextId = 1;
   /** @type {Map<number, Pending>} Requests sent and not yet answered, by id. */
@@ -211,6 +213,7 @@ export class Client {
   constructor(ws, options = {}) {
     this.#ws = ws;
     this.#rpcTimeoutMs = options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
+    this.#trace = options.trace ?? null;
     this.#closedPromise = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -719,9 +722,25 @@ export class Client {
     return id;
   }
 
+  /**
+   * Hands a message to the `trace` option, shielding the client from it.
+   * @param {"send"|"receive"} direction
+   * @param {string} text
+   */
+  #traceMessage(direction, text) {
+    if (!this.#trace) return;
+    try {
+      this.#trace(direction, text);
+    } catch (error) {
+      if (typeof globalThis.reportError === "function") globalThis.reportError(error);
+      else console.error("portcullis: the trace callback threw:", error);
+    }
+  }
+
   /** @param {string} text */
   #sendText(text) {
     if (this.#closed || this.#ws.readyState !== OPEN) return;
+    this.#traceMessage("send", text);
     try {
       this.#ws.send(text);
     } catch (error) {
@@ -735,6 +754,7 @@ export class Client {
    */
   #onMessage(data) {
     if (this.#closed) return;
+    this.#traceMessage("receive", typeof data === "string" ? data : "(a binary message)");
     if (typeof data !== "string") {
       this.#finish("protocol", "server sent a binary message");
       return;
@@ -1087,7 +1107,11 @@ export async function registerFreshAccount(url, options = {}) {
  *   no account).
  */
 export async function runScenario(url, options = {}) {
-  const clientOptions = { rpcTimeoutMs: options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS, WebSocket: options.WebSocket };
+  const clientOptions = {
+    rpcTimeoutMs: options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS,
+    WebSocket: options.WebSocket,
+    trace: options.trace,
+  };
   const account = options.account ?? (await registerFreshAccount(url, clientOptions));
   const password = options.password ?? SCENARIO_PASSWORD;
   options.onAccount?.(account, password);
@@ -1253,7 +1277,7 @@ function finishScenario(steps, what = "steps") {
  */
 export async function runTakeover(url, options = {}) {
   const rpcTimeoutMs = options.rpcTimeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
-  const clientOptions = { rpcTimeoutMs, WebSocket: options.WebSocket };
+  const clientOptions = { rpcTimeoutMs, WebSocket: options.WebSocket, trace: options.trace };
   const account = options.account ?? (await registerFreshAccount(url, clientOptions));
   const password = options.password ?? SCENARIO_PASSWORD;
   options.onAccount?.(account, password);
@@ -1409,6 +1433,9 @@ function takeoverLabel(method, params) {
  *   is answered only after that session's kick ends (§6).
  * @property {number} [connectTimeoutMs] How long `Client.connect` may take, in ms (default 10,000).
  * @property {any} [WebSocket] The WebSocket constructor (default: the global `WebSocket`).
+ * @property {(direction: "send"|"receive", text: string) => void} [trace] Called with
+ *   every text message sent and received, as is (for logs and demos: it sees
+ *   passwords and tokens).
  */
 
 /**
@@ -1484,6 +1511,8 @@ function takeoverLabel(method, params) {
  * @property {string} [password] Its password (default `SCENARIO_PASSWORD`).
  * @property {number} [rpcTimeoutMs] The clients' RPC timeout (default 10,000).
  * @property {any} [WebSocket] The WebSocket constructor.
+ * @property {(direction: "send"|"receive", text: string) => void} [trace] Sees every
+ *   message of every connection of the run (see `ClientOptions.trace`).
  */
 
 /**

@@ -17,6 +17,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt, future};
 use rustls::RootCertStore;
@@ -25,7 +26,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 
@@ -120,8 +122,43 @@ where
             Err(error) => Some(Err(read_error(error, max))),
         })
     });
-    let sink = sink.sink_map_err(write_error).with(|line: String| future::ready(Ok(Message::text(line))));
-    Ok((Box::pin(frames), Box::pin(sink)))
+    Ok((Box::pin(frames), Box::pin(WsSink { inner: sink, close_sent: false })))
+}
+
+/// The WebSocket side of a [`FrameSink`]: each frame one text message; the
+/// close sends a Close frame with status 1000 (RFC 6455 §7.4.1, "normal
+/// closure") before it flushes.
+struct WsSink<S> {
+    /// The write half of the WebSocket.
+    inner: futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<S>, Message>,
+    /// Whether the Close frame is queued.
+    close_sent: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<String> for WsSink<S> {
+    type Error = io::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        self.inner.poll_ready_unpin(cx).map_err(write_error)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, line: String) -> Result<(), io::Error> {
+        self.inner.start_send_unpin(Message::text(line)).map_err(write_error)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        self.inner.poll_flush_unpin(cx).map_err(write_error)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        if !self.close_sent {
+            ready!(self.inner.poll_ready_unpin(cx)).map_err(write_error)?;
+            let frame = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+            self.inner.start_send_unpin(Message::Close(Some(frame))).map_err(write_error)?;
+            self.close_sent = true;
+        }
+        self.inner.poll_close_unpin(cx).map_err(write_error)
+    }
 }
 
 /// Why reading a WebSocket ended, as a [`CloseCause`].
@@ -175,8 +212,10 @@ async fn tls_handshake(
     let name = ServerName::try_from(endpoint.host().to_owned())
         .map_err(|error| ClientError::Tls(format!("{:?} is not a valid TLS server name: {error}", endpoint.host())))?;
     connector.connect(name, tcp).await.map_err(|error| {
-        let is_tls = error.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
-        if is_tls || error.kind() == io::ErrorKind::InvalidData {
+        let tls = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if matches!(tls, Some(rustls::Error::InvalidMessage(_))) {
+            ClientError::Tls(format!("TLS handshake with {endpoint} failed: {error} (is it a TLS port?)"))
+        } else if tls.is_some() || error.kind() == io::ErrorKind::InvalidData {
             ClientError::Tls(format!("TLS handshake with {endpoint} failed: {error}"))
         } else if matches!(error.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) {
             ClientError::Tls(format!("{endpoint} closed the connection during the TLS handshake (is it a TLS port?)"))

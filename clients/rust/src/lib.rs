@@ -417,6 +417,9 @@ impl Client {
     }
 
     /// Resolves once the connection is closed and the socket is released.
+    /// After a close from this side the client first ends the stream
+    /// politely (TLS `close_notify`, a WebSocket Close frame), for at most
+    /// about a second when the server has stopped reading.
     pub async fn closed(&self) {
         self.connection().closed().await;
     }

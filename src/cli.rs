@@ -152,9 +152,19 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 /// Flags of `portcullis scenario`.
 #[derive(Debug, Clone, Args)]
 pub struct ScenarioArgs {
-    /// Run against a running server instead of an in-process one.
-    #[arg(long)]
+    /// Run against a running server instead of an in-process one: HOST:PORT
+    /// (TCP), tls://HOST:PORT, ws://HOST:PORT/ or wss://HOST:PORT/.
+    #[arg(long, value_name = "ADDR")]
     pub connect: Option<String>,
+    /// Open the second connection (steps 8-13, or client B of --takeover)
+    /// here instead of at --connect: the same server over another
+    /// transport, or another node of it.
+    #[arg(long, value_name = "ADDR", requires = "connect")]
+    pub connect_second: Option<String>,
+    /// Trust only the CA certificates of this PEM file for tls:// and wss://
+    /// (e.g. the cert.pem of `portcullis cert`) instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Run the duplicate-login (takeover) story instead of the 13 steps.
     #[arg(long)]
     pub takeover: bool,

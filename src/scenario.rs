@@ -5,6 +5,8 @@
 //!
 //! ```text
 //!  run_cli ─> run ─┬─ target: in-process server (temporary database) or --connect ADDR
+//!                  │          (HOST:PORT, tls://, ws://, wss://; the second connection
+//!                  │          at --connect-second ADDR when given; TLS roots from --ca)
 //!                  ├─ register a fresh random account (both modes, so "no user data yet" holds)
 //!                  ├─ steps::run      13 steps, one line each     (default)
 //!                  └─ takeover::run   A kicked by B, checks       (--takeover)
@@ -28,7 +30,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::{ServeError, ServerConfig, ServerHandle};
 use crate::cli::ScenarioArgs;
-use portcullis_client::{Client, ClientConfig, ClientError, ClientEvent, LoadResult, LoginResult, SaveResult};
+use portcullis_client::{
+    Client, ClientConfig, ClientError, ClientEvent, Endpoint, LoadResult, LoginResult, SaveResult,
+};
 
 use report::Report;
 
@@ -137,24 +141,32 @@ pub fn run_cli(args: &ScenarioArgs) -> ExitCode {
 
 /// Runs the scenario `args` asks for (the 13 steps, or the takeover with
 /// `args.takeover`) against an in-process server, or the server at
-/// `args.connect`, writing its lines to `out`. Returns whether every step or
+/// `args.connect` (any transport; the second connection at
+/// `args.connect_second` when given, TLS roots from `args.ca`), writing its
+/// lines to `out`. Returns whether every step or
 /// check passed.
 ///
 /// # Errors
 /// [`ScenarioError`] when the scenario cannot run: the server does not start
 /// or cannot be reached, no account can be registered, or `out` fails.
 pub fn run(args: &ScenarioArgs, out: &mut dyn Write) -> Result<bool, ScenarioError> {
-    let target = Target::start(args.connect.as_deref())?;
+    // A mistyped address fails before any server starts or any line prints.
+    for addr in [args.connect.as_deref(), args.connect_second.as_deref()].into_iter().flatten() {
+        addr.parse::<Endpoint>().map_err(|source| ScenarioError::Connect { addr: addr.to_owned(), source })?;
+    }
+    let mut target = Target::start(args.connect.as_deref())?;
+    target.dial.second = args.connect_second.clone().unwrap_or_else(|| target.dial.first.clone());
+    target.dial.config.ca_file = args.ca.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ScenarioError::Runtime)?;
     let mut report = Report::new(out, args.verbose);
     let name = if args.takeover { "portcullis scenario --takeover" } else { "portcullis scenario" };
     report.line(&format!("{name}: {}", target.describe()))?;
     let passed = runtime.block_on(async {
-        let account = register_fresh_account(&target.addr, &mut report).await?;
+        let account = register_fresh_account(&target.dial, &mut report).await?;
         if args.takeover {
-            takeover::run(&target.addr, &account, &mut report).await
+            takeover::run(&target.dial, &account, &mut report).await
         } else {
-            steps::run(&target.addr, &account, &mut report).await
+            steps::run(&target.dial, &account, &mut report).await
         }
     })?;
     // Ends the clients' tasks before the server goes.
@@ -170,10 +182,22 @@ pub fn run(args: &ScenarioArgs, out: &mut dyn Write) -> Result<bool, ScenarioErr
     Ok(passed)
 }
 
+/// Where the scenario's connections go, and how they connect.
+pub(crate) struct Dial {
+    /// The address of the first connection (and of the `register` one):
+    /// any form `Client::connect` takes (HOST:PORT, tls://, ws://, wss://).
+    pub(crate) first: String,
+    /// The address of the second connection: steps 8-13, or client B of
+    /// the takeover; the same as `first` unless `--connect-second` is given.
+    pub(crate) second: String,
+    /// The client configuration of every connection ([`RPC_TIMEOUT`], the `--ca` file).
+    pub(crate) config: ClientConfig,
+}
+
 /// The server the scenario talks to.
 struct Target {
-    /// Its address, as given to `connect`.
-    addr: String,
+    /// Its addresses and the client configuration.
+    dial: Dial,
     /// The in-process server and its database directory (dropped after the server).
     in_process: Option<(ServerHandle, tempfile::TempDir)>,
 }
@@ -183,22 +207,27 @@ impl Target {
     /// database, or just records `connect`.
     fn start(connect: Option<&str>) -> Result<Self, ScenarioError> {
         if let Some(addr) = connect {
-            return Ok(Self { addr: addr.to_owned(), in_process: None });
+            return Ok(Self { dial: Dial::new(addr.to_owned()), in_process: None });
         }
         let dir = tempfile::Builder::new().prefix("portcullis-scenario-").tempdir().map_err(ScenarioError::TempDir)?;
         let mut config = ServerConfig::ephemeral(dir.path().join("scenario.db"));
         config.store.argon2_memory_kib = IN_PROCESS_ARGON2_MEMORY_KIB;
         config.store.argon2_iterations = IN_PROCESS_ARGON2_ITERATIONS;
         let server = ServerHandle::spawn(config)?;
-        Ok(Self { addr: server.addr().to_string(), in_process: Some((server, dir)) })
+        Ok(Self { dial: Dial::new(server.addr().to_string()), in_process: Some((server, dir)) })
     }
 
     /// One line about the target.
     fn describe(&self) -> String {
-        match &self.in_process {
-            Some(_) => format!("in-process server on {} (temporary database)", self.addr),
-            None => format!("server at {}", self.addr),
+        let first = &self.dial.first;
+        let mut line = match &self.in_process {
+            Some(_) => format!("in-process server on {first} (temporary database)"),
+            None => format!("server at {first}"),
+        };
+        if self.dial.second != *first {
+            line.push_str(&format!(", second connection at {}", self.dial.second));
         }
+        line
     }
 
     /// Shuts the in-process server down; `false` when it did not stop in time.
@@ -214,22 +243,25 @@ impl Target {
     }
 }
 
-/// The client configuration of every scenario connection.
-fn client_config() -> ClientConfig {
-    ClientConfig { rpc_timeout: RPC_TIMEOUT, ..ClientConfig::default() }
-}
+impl Dial {
+    /// Both connections at `addr`, with [`RPC_TIMEOUT`] and the system's TLS roots.
+    fn new(addr: String) -> Self {
+        let config = ClientConfig { rpc_timeout: RPC_TIMEOUT, ..ClientConfig::default() };
+        Self { second: addr.clone(), first: addr, config }
+    }
 
-/// Connects a client to `addr`.
-async fn connect(addr: &str) -> Result<Client, ScenarioError> {
-    Client::connect_with(addr, client_config())
-        .await
-        .map_err(|source| ScenarioError::Connect { addr: addr.to_owned(), source })
+    /// Connects a client to `addr` with the scenario's configuration.
+    async fn connect(&self, addr: &str) -> Result<Client, ScenarioError> {
+        Client::connect_with(addr, self.config.clone())
+            .await
+            .map_err(|source| ScenarioError::Connect { addr: addr.to_owned(), source })
+    }
 }
 
 /// Registers a fresh random account with [`PASSWORD`] on a connection of its
-/// own (a new name when one is taken) and prints it.
-async fn register_fresh_account(addr: &str, report: &mut Report<'_>) -> Result<String, ScenarioError> {
-    let client = connect(addr).await?;
+/// own to the first address (a new name when one is taken) and prints it.
+async fn register_fresh_account(dial: &Dial, report: &mut Report<'_>) -> Result<String, ScenarioError> {
+    let client = dial.connect(&dial.first).await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -262,9 +294,9 @@ struct Conn {
 }
 
 impl Conn {
-    /// Connects to `addr` and takes the event stream.
-    async fn open(addr: &str) -> Result<Self, ScenarioError> {
-        let client = connect(addr).await?;
+    /// Connects to `addr` with `dial`'s configuration and takes the event stream.
+    async fn open(dial: &Dial, addr: &str) -> Result<Self, ScenarioError> {
+        let client = dial.connect(addr).await?;
         // A new client's event stream has not been taken yet.
         let events = client.events().expect("a new client's event stream is untaken");
         Ok(Self { client, events })

@@ -2,7 +2,10 @@
 //! (docs/cli.md) against its own in-process server and, with `--connect`, against
 //! a separately started `portcullis serve`; `--takeover` likewise, checking
 //! from the output that what the new client loads is the old client's
-//! automatic save (docs/protocol.md §6).
+//! automatic save (docs/protocol.md §6). Over WebSocket too: a small
+//! in-test bridge (tokio-tungstenite) turns `ws://` text messages into the
+//! server's lines and back, so the client's WebSocket transport and
+//! `--connect-second` meet the real server before it speaks WebSocket itself.
 //!
 //! Every wait is bounded; child processes are killed when dropped, so a hang
 //! fails the test instead of stalling it. The bounds are generous: the tests
@@ -15,7 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -283,4 +289,128 @@ fn takeover_connect_passes_against_a_separate_server() {
         panic!("{}\n--- server log ---\n{}", run.dump(), read(&server.log));
     }
     run.assert_takeover_ok();
+}
+
+/// A WebSocket front for a line server (docs/protocol.md §1 and §1.1): each
+/// text message from a client goes upstream as one line, each line from the
+/// server comes back as one text message, and a close on either side closes
+/// the other. Stops with its runtime when dropped.
+struct WsBridge {
+    /// `ws://127.0.0.1:PORT/`.
+    url: String,
+    /// Runs the bridge's tasks.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl WsBridge {
+    fn start(upstream: &str) -> Self {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
+        let upstream = upstream.to_owned();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(bridge(tcp, upstream.clone()));
+            }
+        });
+        Self { url, _runtime: runtime }
+    }
+}
+
+/// Carries one WebSocket connection to a new line connection to `upstream`.
+async fn bridge(tcp: tokio::net::TcpStream, upstream: String) {
+    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+    let (mut to_client, mut from_client) = ws.split();
+    let (read, mut to_server) = server.into_split();
+    let mut from_server = tokio::io::BufReader::new(read).lines();
+    let up = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            if message.is_close() {
+                break;
+            }
+            let line = match message {
+                Message::Text(text) => format!("{}\n", text.as_str()),
+                _ => continue,
+            };
+            if to_server.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown().await;
+    };
+    let down = async {
+        while let Ok(Some(line)) = from_server.next_line().await {
+            if to_client.send(Message::text(line)).await.is_err() {
+                return;
+            }
+        }
+        let _ = to_client.close().await;
+    };
+    tokio::join!(up, down);
+}
+
+#[test]
+fn scenario_runs_over_websocket() {
+    let server = Server::start();
+    let bridge = WsBridge::start(&server.addr);
+    let run = run(&["scenario", "--connect", &bridge.url]);
+    assert!(run.status.success(), "{}\n--- server log ---\n{}", run.dump(), read(&server.log));
+    run.assert_13_steps_ok();
+    assert!(run.stdout.contains(&format!("server at {}", bridge.url)), "{}", run.dump());
+}
+
+/// If this fails, the takeover story depends on both clients using the same
+/// transport: A logs in over TCP, B over WebSocket (issue 15).
+#[test]
+fn takeover_works_across_transports() {
+    let server = Server::start();
+    let bridge = WsBridge::start(&server.addr);
+    let run = run(&["scenario", "--takeover", "--connect", &server.addr, "--connect-second", &bridge.url]);
+    if !run.status.success() {
+        panic!("{}\n--- server log ---\n{}", run.dump(), read(&server.log));
+    }
+    run.assert_takeover_ok();
+    let first = run.stdout.lines().next().unwrap_or_default();
+    let expected = format!("server at {}, second connection at {}", server.addr, bridge.url);
+    assert!(first.ends_with(&expected), "{}", run.dump());
+}
+
+/// If this fails, `--connect-second` is ignored by the 13 steps: the
+/// reconnect of step 8 must go there.
+#[test]
+fn steps_reconnect_to_the_second_address() {
+    let server = Server::start();
+    let bridge = WsBridge::start(&server.addr);
+    let run = run(&["scenario", "--connect", &server.addr, "--connect-second", &bridge.url]);
+    assert!(run.status.success(), "{}\n--- server log ---\n{}", run.dump(), read(&server.log));
+    run.assert_13_steps_ok();
+    let step8 = run.stdout.lines().find(|line| line.starts_with(" 8 ") || line.starts_with("8 "));
+    assert!(step8.is_some_and(|line| line.contains(&format!("connect {}", bridge.url))), "{}", run.dump());
+}
+
+/// If this fails, a mistyped address or the wrong kind of port gives a
+/// vague error, or none (docs/cli.md: exit status 2 when the scenario cannot run).
+#[test]
+fn bad_addresses_and_the_wrong_transport_are_clear_errors() {
+    let run_http = run(&["scenario", "--connect", "http://127.0.0.1:7778/"]);
+    assert_eq!(run_http.status.code(), Some(2), "{}", run_http.dump());
+    assert!(run_http.stderr.contains(r#"unsupported scheme "http""#), "{}", run_http.dump());
+
+    let no_connect = run(&["scenario", "--connect-second", "ws://127.0.0.1:7778/"]);
+    assert_eq!(no_connect.status.code(), Some(2), "{}", no_connect.dump());
+    assert!(no_connect.stderr.contains("--connect"), "{}", no_connect.dump());
+
+    let server = Server::start();
+    let tls = run(&["scenario", "--connect", &format!("tls://{}", server.addr)]);
+    assert_eq!(tls.status.code(), Some(2), "{}", tls.dump());
+    assert!(tls.stderr.contains("TLS") && tls.stderr.contains("is it a TLS port?"), "{}", tls.dump());
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().expect("UTF-8 path");
+    let ca = run(&["scenario", "--connect", &format!("tls://{}", server.addr), "--ca", missing]);
+    assert_eq!(ca.status.code(), Some(2), "{}", ca.dump());
+    assert!(ca.stderr.contains("cannot read the CA file") && ca.stderr.contains("missing.pem"), "{}", ca.dump());
 }

@@ -13,7 +13,7 @@ use portcullis_client::{ClientError, LoadResult, LoginResult};
 
 use super::report::{Report, Widths};
 use super::{
-    Conn, PASSWORD, RPC_TIMEOUT, SAVED_OBJECT, ScenarioError, WRONG_PASSWORD, describe, is_token, load_json,
+    Conn, Dial, PASSWORD, RPC_TIMEOUT, SAVED_OBJECT, ScenarioError, WRONG_PASSWORD, describe, is_token, load_json,
     login_json, save_json, saved_object, short_token,
 };
 
@@ -22,12 +22,13 @@ pub(crate) const STEPS: usize = 13;
 /// Column widths of the step lines: fits step 7's `userdata_save token=… {…}`.
 const WIDTHS: Widths = [66, 24, 23];
 
-/// Runs the 13 steps against `addr` as `account` (registered with
-/// [`PASSWORD`], no user data yet); `Ok(true)` when all pass.
-pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> Result<bool, ScenarioError> {
+/// Runs the 13 steps as `account` (registered with [`PASSWORD`], no user
+/// data yet), the first connection at `dial.first` and the second (steps
+/// 8-13) at `dial.second`; `Ok(true)` when all pass.
+pub(crate) async fn run(dial: &Dial, account: &str, report: &mut Report<'_>) -> Result<bool, ScenarioError> {
     let saved = saved_object();
     report.header("sent", WIDTHS)?;
-    let mut conn = Conn::open(addr).await?;
+    let mut conn = Conn::open(dial, &dial.first).await?;
 
     // 1. userdata_save before login: NOT_LOGGED_IN.
     let params = conn.auth_params(json!({"data": saved}));
@@ -80,8 +81,9 @@ pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> R
         report.trace("(the old connection did not finish closing in time)");
     }
     conn.drain(report);
+    let addr = &dial.second;
     let sent = format!("close; connect {addr} (keep token {})", old_token.as_deref().map_or("-".into(), short_token));
-    let mut conn = match Conn::open(addr).await {
+    let mut conn = match Conn::open(dial, addr).await {
         Ok(conn) => {
             report.trace(&format!("(connected to {addr})"));
             report.step(8, &sent, "a new connection", "connected", true)?;

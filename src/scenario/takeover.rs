@@ -20,8 +20,9 @@ use portcullis_client::{ClientError, ClientEvent, DisconnectReason, LoginResult,
 
 use super::report::{Report, Widths};
 use super::{
-    Conn, PASSWORD, ScenarioError, TAKEOVER_FINAL_OBJECT, TAKEOVER_TIMEOUT, describe, describe_error, describe_event,
-    error_json, is_token, load_json, login_json, save_json, saved_object, short_token, takeover_final_object,
+    Conn, Dial, PASSWORD, ScenarioError, TAKEOVER_FINAL_OBJECT, TAKEOVER_TIMEOUT, describe, describe_error,
+    describe_event, error_json, is_token, load_json, login_json, save_json, saved_object, short_token,
+    takeover_final_object,
 };
 
 /// What B should see for its login, in order (see [`label`]).
@@ -32,15 +33,16 @@ const A_EXPECTED: &str = "kicked, save, disconnected";
 /// Column widths of the check lines.
 const WIDTHS: Widths = [24, 27, 38];
 
-/// Runs the takeover against `addr` as `account` (registered with
-/// [`PASSWORD`], no user data yet); `Ok(true)` when every check passes.
-pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> Result<bool, ScenarioError> {
+/// Runs the takeover as `account` (registered with [`PASSWORD`], no user
+/// data yet), client A at `dial.first` and client B at `dial.second` (e.g. A
+/// on TCP, B on WebSocket); `Ok(true)` when every check passes.
+pub(crate) async fn run(dial: &Dial, account: &str, report: &mut Report<'_>) -> Result<bool, ScenarioError> {
     let first = saved_object();
     let last = takeover_final_object();
     let mut story = Story { report };
 
     // A logs in and saves the first object.
-    let mut a = Conn::open(addr).await?;
+    let mut a = Conn::open(dial, &dial.first).await?;
     let a_login = story.login("A", &mut a, account).await?;
     story.send("A", "userdata_save", &a.auth_params(json!({"data": first})))?;
     let a_save = a.client.userdata_save(first.clone()).await;
@@ -49,7 +51,7 @@ pub(crate) async fn run(addr: &str, account: &str, report: &mut Report<'_>) -> R
     story.say("A", &format!("   kick save data set to {TAKEOVER_FINAL_OBJECT}"))?;
 
     // B logs in to the same account: A is kicked, saves by itself, and goes.
-    let mut b = Conn::open(addr).await?;
+    let mut b = Conn::open(dial, &dial.second).await?;
     story.send("B", "login", &json!({"account": account, "password": PASSWORD}))?;
     let b_login_call = b.client.login_with_password(account, PASSWORD);
     tokio::pin!(b_login_call);

@@ -1,5 +1,6 @@
 //! [`ClientConfig`]: the knobs of one client connection.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a [`Client`](super::Client) connects and how long it waits.
@@ -27,15 +28,26 @@ pub struct ClientConfig {
     /// kick ends (docs/protocol.md §6).
     pub rpc_timeout: Duration,
     /// How long [`Client::connect`](super::Client::connect) may take to open
-    /// the TCP connection (default 10 s); past it, connecting fails with
+    /// the connection (default 10 s): TCP, the TLS handshake and the WebSocket
+    /// upgrade together; past it, connecting fails with
     /// [`ClientError::Timeout`](super::ClientError::Timeout).
     pub connect_timeout: Duration,
     /// The longest line, in bytes without the `\n`, accepted from the server
-    /// (default 16 MiB). A longer line closes the connection with
-    /// [`ClientError::Protocol`](super::ClientError::Protocol). The server's
+    /// (default 16 MiB); on WebSocket, the longest text message (one
+    /// trailing `\n` more is allowed, docs/protocol.md §1.1). A longer one closes
+    /// the connection with [`ClientError::Protocol`](super::ClientError::Protocol). The server's
     /// own frame limit (docs/protocol.md §1, `max_frame_bytes`) applies to what the
     /// client sends and is not checked here.
     pub max_line_bytes: usize,
+    /// A PEM file of CA certificates for `tls://` and `wss://`
+    /// (docs/protocol.md §1.2): when set, the server's certificate must chain to
+    /// one of these, and the system's roots are not used (e.g. the
+    /// `cert.pem` of `portcullis cert`, docs/cli.md). `None` (the default)
+    /// trusts the operating system's root certificates. Read at each
+    /// connect; a file that cannot be read or holds no certificate fails the
+    /// connect with [`ClientError::Tls`](super::ClientError::Tls). Unused by
+    /// plain TCP and `ws://`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -53,6 +65,7 @@ impl Default for ClientConfig {
             rpc_timeout: Self::DEFAULT_RPC_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             max_line_bytes: Self::DEFAULT_MAX_LINE_BYTES,
+            ca_file: None,
         }
     }
 }

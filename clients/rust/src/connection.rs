@@ -1,36 +1,44 @@
-//! The machinery behind a [`Client`](super::Client): one TCP connection, its
-//! three tasks and the state they share.
+//! The machinery behind a [`Client`](super::Client): one connection, its three
+//! tasks and the state they share. The same on every transport: the
+//! [`transport`](super::transport) gives it a stream of received frames and
+//! a sink for frames to send.
 //!
 //! ```text
 //!  Client::call ──register id + deadline──> pending (BTreeMap id -> reply)
 //!       │                                        ▲          │ earliest deadline
-//!       └──line──> outgoing (mpsc) ──> writer ──>│ socket   ▼
+//!       └──frame─> outgoing (mpsc) ──> writer ──>│ sink     ▼
 //!                                                │       watchdog ──> close(Timeout)
-//!  socket ──line──> reader ──response by id──────┘
+//!  frames ─frame──> reader ──response by id──────┘
 //!                     ├──notification──> events (mpsc) ──> application
 //!                     └──kicked──> userdata_save (reply goes to events as KickSave)
 //! ```
 //!
 //! Everything that ends the connection goes through [`Connection::close`],
 //! which runs once: it records why, fails every pending call, drops the token
-//! and the event sender, and cancels the tasks, which drop their socket halves.
+//! and the event sender, and cancels the tasks: the writer closes its sink
+//! (bounded by [`CLOSE_GRACE`]) and both drop their halves of the socket.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use portcullis_protocol::{ErrorCode, method, notification};
 
+use super::transport::{FrameSink, FrameStream};
 use super::{ClientConfig, ClientError, ClientEvent, LoginResult, Notification, SaveResult};
+
+/// How long the writer may take, once the connection is closed, to end the
+/// stream politely (flush, TLS `close_notify`, WebSocket Close frame) before
+/// it drops the socket anyway.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The data sent by the automatic `userdata_save` on `kicked` (docs/protocol.md §6–§7).
 #[derive(Clone, Default)]
@@ -55,7 +63,7 @@ pub(crate) enum CloseCause {
     Eof,
     /// Reading or writing failed.
     Io(std::io::ErrorKind, String),
-    /// The server sent a line that is not JSON-RPC 2.0.
+    /// The server sent a frame that is not JSON-RPC 2.0 (or not a text frame).
     Protocol(String),
 }
 
@@ -71,7 +79,7 @@ impl CloseCause {
     }
 
     /// A read or write error: a peer that closed or reset counts as [`CloseCause::Eof`].
-    fn from_io(error: std::io::Error) -> Self {
+    pub(crate) fn from_io(error: std::io::Error) -> Self {
         if peer_closed(&error) {
             Self::Eof
         } else if error.kind() == std::io::ErrorKind::InvalidData {
@@ -140,7 +148,7 @@ pub(crate) struct Connection {
     pub(crate) config: ClientConfig,
     /// Mutable state (see [`State`]).
     state: Mutex<State>,
-    /// Lines for the writer task, in send order.
+    /// Frames for the writer task, in send order.
     outgoing: mpsc::UnboundedSender<String>,
     /// Cancelled by [`Connection::close`]; stops the tasks.
     cancel: CancellationToken,
@@ -161,14 +169,12 @@ impl Drop for CloseOnDrop {
 }
 
 impl Connection {
-    /// Takes over a connected stream: splits it and spawns the reader, writer
-    /// and watchdog tasks on the current tokio runtime.
-    pub(crate) fn start(stream: TcpStream, config: ClientConfig) -> Arc<Self> {
-        let (read, write) = stream.into_split();
+    /// Takes over an open connection, as its received frames and its sink,
+    /// and spawns the reader, writer and watchdog tasks on the current tokio
+    /// runtime.
+    pub(crate) fn start(frames: FrameStream, sink: FrameSink, config: ClientConfig) -> Arc<Self> {
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::unbounded_channel();
-        let frames = FramedRead::new(read, LinesCodec::new_with_max_length(config.max_line_bytes));
-        let sink = FramedWrite::new(write, LinesCodec::new());
         let connection = Arc::new(Self {
             config,
             state: Mutex::new(State {
@@ -343,9 +349,9 @@ impl Connection {
         emit_locked(&self.lock(), event);
     }
 
-    /// Reads lines until the server closes, a line is not JSON-RPC, or the
+    /// Reads frames until the server closes, a frame is not JSON-RPC, or the
     /// connection is closed.
-    async fn read_loop(self: Arc<Self>, mut frames: FramedRead<OwnedReadHalf, LinesCodec>) {
+    async fn read_loop(self: Arc<Self>, mut frames: FrameStream) {
         let _guard = CloseOnDrop(Arc::clone(&self));
         loop {
             let frame = tokio::select! {
@@ -358,10 +364,7 @@ impl Connection {
                     Ok(()) => continue,
                     Err(message) => CloseCause::Protocol(message),
                 },
-                Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
-                    CloseCause::Protocol(format!("server sent a line over {} bytes", self.config.max_line_bytes))
-                }
-                Some(Err(LinesCodecError::Io(error))) => CloseCause::from_io(error),
+                Some(Err(cause)) => cause,
                 None => CloseCause::Eof,
             };
             self.close(cause);
@@ -369,15 +372,12 @@ impl Connection {
         }
     }
 
-    /// Writes queued lines, batching what is queued into one flush.
-    async fn write_loop(
-        self: Arc<Self>,
-        mut outgoing: mpsc::UnboundedReceiver<String>,
-        mut sink: FramedWrite<OwnedWriteHalf, LinesCodec>,
-    ) {
+    /// Writes queued frames, batching what is queued into one flush; once
+    /// the connection is closed, closes the sink (at most [`CLOSE_GRACE`]).
+    async fn write_loop(self: Arc<Self>, mut outgoing: mpsc::UnboundedReceiver<String>, mut sink: FrameSink) {
         let _guard = CloseOnDrop(Arc::clone(&self));
         let result = tokio::select! {
-            () = self.cancel.cancelled() => return,
+            () = self.cancel.cancelled() => Ok(()),
             result = pump(&mut outgoing, &mut sink) => result,
         };
         match result {
@@ -385,7 +385,10 @@ impl Connection {
             // server's reason, or the watchdog times the calls out.
             Err(error) if peer_closed(&error) => self.cancel.cancelled().await,
             Err(error) => self.close(CloseCause::from_io(error)),
-            Ok(()) => {}
+            Ok(()) => {
+                self.cancel.cancelled().await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+            }
         }
     }
 
@@ -411,8 +414,8 @@ impl Connection {
         }
     }
 
-    /// Routes one line from the server; `Err` (a description) when it is not
-    /// JSON-RPC 2.0, which closes the connection.
+    /// Routes one frame (a line or a text message) from the server; `Err` (a
+    /// description) when it is not JSON-RPC 2.0, which closes the connection.
     fn handle_line(&self, line: &str) -> Result<(), String> {
         if line.trim_matches([' ', '\t', '\r']).is_empty() {
             return Ok(());
@@ -508,27 +511,16 @@ fn emit_locked(state: &State, event: ClientEvent) {
     }
 }
 
-/// Writes every queued line, feeding all that is queued before one flush.
-async fn pump(
-    outgoing: &mut mpsc::UnboundedReceiver<String>,
-    sink: &mut FramedWrite<OwnedWriteHalf, LinesCodec>,
-) -> Result<(), std::io::Error> {
+/// Writes every queued frame, feeding all that is queued before one flush.
+async fn pump(outgoing: &mut mpsc::UnboundedReceiver<String>, sink: &mut FrameSink) -> Result<(), std::io::Error> {
     while let Some(line) = outgoing.recv().await {
-        sink.feed(line).await.map_err(codec_io)?;
+        sink.feed(line).await?;
         while let Ok(line) = outgoing.try_recv() {
-            sink.feed(line).await.map_err(codec_io)?;
+            sink.feed(line).await?;
         }
-        SinkExt::<String>::flush(sink).await.map_err(codec_io)?;
+        sink.flush().await?;
     }
     Ok(())
-}
-
-/// The I/O error inside a codec error (the encoder has no other).
-fn codec_io(error: LinesCodecError) -> std::io::Error {
-    match error {
-        LinesCodecError::Io(error) => error,
-        LinesCodecError::MaxLineLengthExceeded => std::io::Error::other("line too long"),
-    }
 }
 
 /// A JSON-RPC error object as a [`ClientError::Rpc`], or

@@ -36,13 +36,32 @@ pub enum ClientError {
         /// e.g. `"server_full"`, when the server sent one before closing.
         reason: Option<String>,
     },
-    /// Connecting, reading or writing the socket failed. A call pending when
+    /// Connecting (TCP), reading or writing the socket failed. A call pending when
     /// a read or write fails gets a copy of that error (same kind and text).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The address given to [`Client::connect`](super::Client::connect) is
+    /// not one of the [`Endpoint`](super::Endpoint) forms (`HOST:PORT`,
+    /// `tls://HOST:PORT`, `ws://…`, `wss://…`); the text says what is wrong,
+    /// e.g. `unsupported scheme "http"`. Nothing was sent.
+    #[error("bad address: {0}")]
+    Address(String),
+    /// TLS failed (docs/protocol.md §1.2): the CA file of
+    /// [`ClientConfig::ca_file`](super::ClientConfig::ca_file) or the system's
+    /// roots could not be loaded, or the handshake failed (a certificate that
+    /// is not trusted or not valid for the host, a server that does not speak
+    /// TLS on that port).
+    #[error("TLS error: {0}")]
+    Tls(String),
+    /// The WebSocket upgrade failed (docs/protocol.md §1.1): the server answered
+    /// the upgrade request with another HTTP status, or does not speak HTTP
+    /// on that port.
+    #[error("WebSocket error: {0}")]
+    WebSocket(String),
     /// The server sent something that is not JSON-RPC 2.0 as docs/protocol.md §1–§2
-    /// define it (not UTF-8 JSON, a line over
+    /// define it (not UTF-8 JSON, a line or message over
     /// [`ClientConfig::max_line_bytes`](super::ClientConfig::max_line_bytes),
+    /// a binary WebSocket message,
     /// a response without `result`/`error`, a result of the wrong shape for a
     /// typed call, ...). An unparseable line closes the connection and fails
     /// the pending calls with this error; a badly shaped result only fails its

@@ -1,17 +1,26 @@
-//! portcullis_client: the reference client. Speaks docs/protocol.md over TCP on tokio, and follows
-//! its §7 client rules.
+//! portcullis_client: the reference client. Speaks docs/protocol.md on tokio over TCP, TLS and
+//! WebSocket, and follows its §7 client rules the same way on each.
 //!
 //! ```text
 //!  application ──Client::login/ping/call (&self, any task)──> request, id 1, 2, 3, ...
-//!       ▲                                                        │ one line each
+//!       ▲                                                        │ one frame each
 //!       │ results matched by id                                  ▼
 //!       ├──────────── reader task <──── server ──── writer task <┘
-//!       │                 │
+//!       │                 │          (transport: lines over TCP or TLS,
+//!       │                 │           text messages over ws:// or wss://)
 //!       └── events() <────┘ notifications (kicked, disconnected, ...),
 //!                           outcome of the automatic save on `kicked`
 //! ```
 //!
-//! - Framing: one JSON message per `\n`-terminated line (docs/protocol.md §1).
+//! - Transports ([`Endpoint`], docs/protocol.md §1): `HOST:PORT` is plain TCP,
+//!   `tls://HOST:PORT` the same lines inside TLS (§1.2), `ws://HOST:PORT/` and
+//!   `wss://HOST:PORT/` WebSocket (§1.1). TLS trusts the system's root
+//!   certificates, or only those of [`ClientConfig::ca_file`] (e.g. the
+//!   development pair `portcullis cert` writes, docs/cli.md). Everything below
+//!   is the same on every transport.
+//! - Framing: one JSON message per `\n`-terminated line (docs/protocol.md §1),
+//!   or per WebSocket text message (§1.1; pings are answered, a binary
+//!   message from the server closes the connection).
 //! - Several calls may be in flight on one connection; responses are matched
 //!   by `id` in whatever order they come (§2). [`Client`] is `Clone`: clones
 //!   share the connection.
@@ -23,7 +32,8 @@
 //! - Kick (§5–§7): on `kicked` the client at once sends `userdata_save` with
 //!   the data given to [`Client::set_save_data`] or
 //!   [`Client::set_save_provider`].
-//! - It never reconnects. Dropping the last `Client` handle closes the socket.
+//! - It never reconnects. Dropping the last `Client` handle closes the
+//!   connection (with a WebSocket Close frame, status 1000, on `ws://`/`wss://`).
 //!
 //! # Examples
 //!
@@ -31,6 +41,7 @@
 //! use portcullis_client::{Client, ClientError, ClientEvent};
 //!
 //! # async fn run() -> Result<(), ClientError> {
+//! // or "tls://127.0.0.1:7777", "ws://127.0.0.1:7778/", "wss://play.example.com:7778/"
 //! let client = Client::connect("127.0.0.1:7777").await?;
 //! let mut events = client.events().expect("taken once");
 //! client.login("netease1", "123").await?;
@@ -52,10 +63,13 @@
 
 mod config;
 mod connection;
+mod endpoint;
 mod error;
 mod messages;
+mod transport;
 
 pub use config::ClientConfig;
+pub use endpoint::{Endpoint, IntoEndpoint, Transport};
 pub use error::ClientError;
 pub use messages::{ClientEvent, Notification};
 /// The wire types, shared with the server: a game client needs no other crate.
@@ -68,13 +82,12 @@ use std::sync::Arc;
 
 use portcullis_protocol::{ChangePasswordParams, PasswordLoginParams, RegisterParams, TokenLoginParams, method};
 use serde_json::{Map, Value, json};
-use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use connection::{CloseCause, Connection, SaveSource, parse};
 
 /// A connection to a Portcullis server (docs/protocol.md), with typed calls for
-/// every method of §4.
+/// every method of §4, over any transport of [`Endpoint`].
 ///
 /// Cheap to clone; clones share one connection, and every method takes
 /// `&self`, so many tasks may have calls in flight at once. The connection
@@ -112,26 +125,36 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects over TCP with [`ClientConfig::default`].
+    /// Connects with [`ClientConfig::default`] to `target`: `"HOST:PORT"`
+    /// (TCP), `"tls://HOST:PORT"`, `"ws://HOST:PORT/PATH"`,
+    /// `"wss://HOST:PORT/PATH"` (the forms of [`Endpoint`]), an [`Endpoint`],
+    /// or a `SocketAddr` (TCP).
     ///
     /// # Errors
-    /// [`ClientError::Io`] when the connection cannot be opened,
-    /// [`ClientError::Timeout`] after [`ClientConfig::connect_timeout`].
-    pub async fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
-        Self::connect_with(addr, ClientConfig::default()).await
+    /// As [`Client::connect_with`].
+    pub async fn connect(target: impl IntoEndpoint) -> Result<Self, ClientError> {
+        Self::connect_with(target, ClientConfig::default()).await
     }
 
-    /// Connects over TCP with `config`.
+    /// Connects to `target` (as for [`Client::connect`]) with `config`:
+    /// opens TCP, then does the TLS handshake for `tls://` and `wss://`
+    /// (trusting [`ClientConfig::ca_file`] or the system roots) and the
+    /// WebSocket upgrade for `ws://` and `wss://` (docs/protocol.md §1.1–§1.2).
     ///
     /// # Errors
-    /// [`ClientError::Io`] when the connection cannot be opened,
-    /// [`ClientError::Timeout`] after [`ClientConfig::connect_timeout`].
-    pub async fn connect_with(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+    /// [`ClientError::Address`] when `target` does not parse (e.g. an
+    /// `http://` URL); [`ClientError::Io`] when the TCP connection cannot be
+    /// opened; [`ClientError::Tls`] when the CA file or the system roots cannot
+    /// be loaded or the handshake fails (an untrusted certificate, a
+    /// plain-text server); [`ClientError::WebSocket`] when the upgrade is
+    /// refused; [`ClientError::Timeout`] when all of it takes longer than
+    /// [`ClientConfig::connect_timeout`].
+    pub async fn connect_with(target: impl IntoEndpoint, config: ClientConfig) -> Result<Self, ClientError> {
+        let endpoint = target.into_endpoint()?;
+        let (frames, sink) = tokio::time::timeout(config.connect_timeout, transport::open(&endpoint, &config))
             .await
             .map_err(|_| ClientError::Timeout)??;
-        stream.set_nodelay(true)?;
-        let connection = Connection::start(stream, config);
+        let connection = Connection::start(frames, sink, config);
         Ok(Self { handle: Arc::new(Handle { connection }) })
     }
 
@@ -325,8 +348,9 @@ impl Client {
         self.connection().send_line(line.to_string())
     }
 
-    /// Sends `line` followed by `\n`, as is (for tests of malformed input,
-    /// docs/protocol.md §1). A `\n` inside makes several frames. The server's answer,
+    /// Sends `line` as one frame, as is (for tests of malformed input,
+    /// docs/protocol.md §1): followed by `\n` on TCP and TLS, where a `\n`
+    /// inside makes several frames; as one text message on WebSocket (§1.1). The server's answer,
     /// if any, arrives as [`ClientEvent::Unmatched`] unless its `id` is one of
     /// this client's pending calls.
     ///
@@ -378,8 +402,9 @@ impl Client {
         self.connection().disconnect_reason()
     }
 
-    /// Closes the connection from the client side without telling the server
-    /// (the server sees the socket close). Pending calls fail with
+    /// Closes the connection from the client side without a `disconnect`
+    /// call (the server sees the socket close, after a WebSocket Close frame
+    /// on `ws://`/`wss://`). Pending calls fail with
     /// [`ClientError::Closed`]. Does nothing when already closed.
     pub fn close(&self) {
         self.connection().close(CloseCause::Local);
@@ -392,6 +417,9 @@ impl Client {
     }
 
     /// Resolves once the connection is closed and the socket is released.
+    /// After a close from this side the client first ends the stream
+    /// politely (TLS `close_notify`, a WebSocket Close frame), for at most
+    /// about a second when the server has stopped reading.
     pub async fn closed(&self) {
         self.connection().closed().await;
     }

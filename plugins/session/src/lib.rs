@@ -22,19 +22,18 @@
 //! every frame of random event sequences (proptest).
 //!
 //! The features are crates above this one and use only its public API:
-//! `portcullis_accounts` (`login`, `register`, `change_password`, login
-//! throttling) verifies a password and calls [`SessionCtx::complete_login`];
-//! `portcullis_userdata` (`userdata_save`, `userdata_load`, the server-side
-//! mirror) submits saves whose op [`is_save`](StoreOp::is_save), and ends a
-//! kick when a save sent after `kicked` is answered
-//! ([`SessionCtx::save_answered_while_kicking`], [`SessionCtx::end_kick`]).
-//! Each submits its own [`StoreOp`] type and applies its own replies: this
-//! crate names neither.
+//! the login feature verifies a password and calls
+//! [`SessionCtx::complete_login`] (which runs the takeover of §6); the save
+//! feature submits saves whose op [`is_save`](StoreOp::is_save) (counted in
+//! flight: a kick waits for them) and, when a save sent after `kicked` is
+//! answered, ends the kick ([`SessionCtx::save_answered_while_kicking`],
+//! [`SessionCtx::end_kick`]). Each submits its own [`StoreOp`] type and
+//! applies its own replies: this crate names none of them.
 //!
 //! This crate's integration tests (`tests/`) log in and save through those
-//! features, with the harness of `portcullis_testkit` as a dev-dependency
-//! (integration tests link the normal library, as tokio's tests use
-//! tokio-test).
+//! features, with the workspace's test harness crate and the feature crates
+//! as dev-dependencies (see Cargo.toml): integration tests link the normal
+//! library, as tokio's tests use tokio-test.
 #![forbid(unsafe_code)]
 
 mod events;
@@ -106,8 +105,7 @@ impl Default for SessionConfig {
 /// The session plugin: opens the store, registers `logout`
 /// (docs/protocol.md §4), installs the session gate, and runs the state
 /// machine. Needs `NetPlugin` and `RpcPlugin` (add it after them); login
-/// comes from `AccountsPlugin` (portcullis_accounts), saves from
-/// `UserDataPlugin` (portcullis_userdata), added after it.
+/// and saves come from the feature plugins added after it.
 pub struct SessionPlugin {
     /// Timers and limits.
     pub config: SessionConfig,

@@ -1,6 +1,6 @@
 //! Timers of docs/protocol.md §6: the login deadline, the idle timer and the
-//! kick-save deadline. (Login throttling per peer address is
-//! portcullis_accounts'.)
+//! kick-save deadline. (Login throttling per peer address belongs to the
+//! login feature above this crate.)
 
 use std::collections::BTreeSet;
 use std::time::Duration;

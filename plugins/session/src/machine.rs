@@ -47,7 +47,7 @@ pub(crate) type CardData =
 
 /// Everything a transition touches. A system parameter, so request
 /// handlers, timers and observers all run the same transitions — session's
-/// own and those of the features above it (accounts, userdata, a game's):
+/// own and those of the features above it (login, saves, a game's own):
 /// they read the card through it ([`session`](Self::session),
 /// [`token`](Self::token)), answer through [`rpc`](Self::rpc), hand requests to
 /// the store with [`submit`](Self::submit) and take the answers with

@@ -1,7 +1,6 @@
 //! The session method of docs/protocol.md §4 that is not a feature's:
 //! `logout`. Registered with `add_rpc_method`, the API games use too.
-//! (`login`, `register`, `change_password` are portcullis_accounts';
-//! `userdata_save`, `userdata_load` portcullis_userdata's.)
+//! (Logging in and saving are methods of the feature crates above this one.)
 
 use bevy_ecs::prelude::*;
 use portcullis_rpc::{Empty, ErrorCode, NoParams, Reply, Request, RpcError};

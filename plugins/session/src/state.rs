@@ -151,7 +151,8 @@ pub struct SessionTimers {
     /// The idle timer counts from the later of this and the last frame
     /// (it restarts when a takeover login is answered, docs/protocol.md §6).
     pub(crate) idle_base: Duration,
-    /// `userdata_save` requests of this session waiting on the store.
+    /// Saves of this session waiting on the store (ops whose
+    /// [`is_save`](crate::StoreOp::is_save) is true).
     pub(crate) saves_in_flight: u32,
     /// Saves sent before the kick and still waiting on the store: their
     /// answers do not end the kick, only a save sent in reply to `kicked` does.
@@ -165,7 +166,7 @@ pub struct SessionTimers {
 }
 
 impl SessionTimers {
-    /// `userdata_save` requests (and server-side writes) of this session waiting on the store.
+    /// Saves of this session waiting on the store (client saves and server-side writes).
     pub fn saves_in_flight(&self) -> u32 {
         self.saves_in_flight
     }

@@ -1,7 +1,7 @@
 //! The bridge to the storage thread: the store handle, the requests waiting
 //! on it, and the routing of each reply to the feature that asked for it.
 //!
-//! A feature (accounts, userdata, a game's own) submits a request with an op
+//! A feature (login, saves, a game's own) submits a request with an op
 //! type of its own ([`StoreOp`]) through [`SessionCtx::submit`]. The op waits
 //! here, filed under its type; when the store answers,
 //! [`route_store_replies`] (in `SessionSystems::Route`) moves it with the
@@ -46,8 +46,7 @@ impl StoreHandle {
 }
 
 /// What a feature remembers about one of its requests while the store works
-/// on it (e.g. accounts' "a password login from this peer", userdata's "a
-/// client save"). Submitted with [`SessionCtx::submit`]; handed back with the
+/// on it (e.g. "a password login from this peer", "a client save"). Submitted with [`SessionCtx::submit`]; handed back with the
 /// store's answer by [`SessionCtx::take_store_replies`] of the same type.
 pub trait StoreOp: Send + Sync + 'static {
     /// Whether the kick/save machine counts this request as a save of its
@@ -187,7 +186,7 @@ pub fn internal_error(reason: &str) -> RpcError {
     RpcError::new(ErrorCode::InternalError)
 }
 
-/// The JSON-RPC error of a store failure (docs/protocol.md §5):
+/// The JSON-RPC error of a store failure (docs/protocol.md §3):
 /// INVALID_CREDENTIALS, ACCOUNT_EXISTS, or INTERNAL_ERROR (logged).
 pub fn store_error(failure: &StoreFailure) -> RpcError {
     match failure {

@@ -14,7 +14,7 @@
 //!
 //! The kick/save rule of docs/protocol.md §6 stays session's: this crate
 //! only tells it that a save was answered and whether it was one sent after
-//! `kicked` ([`SessionCtx::save_answered_while_kicking`]). A save of a
+//! `kicked` ([`SessionCtx::save_answered_while_kicking`](portcullis_session::SessionCtx::save_answered_while_kicking)). A save of a
 //! connection that closed while it waited still commits.
 #![forbid(unsafe_code)]
 

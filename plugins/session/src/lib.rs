@@ -75,6 +75,11 @@ pub enum SessionSystems {
     /// ([`route_store_replies`]).
     Route,
     /// The features apply their store replies ([`SessionCtx::take_store_replies`]).
+    /// Each feature's system applies its own replies in store order; the
+    /// order between features is not fixed (their replies come from
+    /// different threads anyway: hashing, the database), and a save still
+    /// counts as in flight until its feature takes it, so a kick started by
+    /// one feature's reply sees the other's saves correctly.
     Store,
     /// Deadlines and idle timers.
     Timers,

@@ -189,11 +189,10 @@ impl<'w, 's> SessionCtx<'w, 's> {
         }
     }
 
-    /// A save of `entity` was answered by the store: one fewer in flight. A
-    /// kick that waited for it past its deadline can now end. The feature
-    /// that submitted a save ([`StoreOp::is_save`]) calls it when it applies
-    /// the answer.
-    pub fn save_finished(&mut self, entity: Entity) {
+    /// A save of `entity` was answered by the store and its feature took the
+    /// answer: one fewer in flight. A kick that waited for it past its
+    /// deadline can now end.
+    pub(crate) fn save_finished(&mut self, entity: Entity) {
         if let Ok((_, mut timers, _)) = self.sessions.get_mut(entity) {
             timers.saves_in_flight = timers.saves_in_flight.saturating_sub(1);
         }
@@ -201,9 +200,9 @@ impl<'w, 's> SessionCtx<'w, 's> {
     }
 
     /// A client save of `entity` was answered: whether the answer ends its
-    /// kick (it is one sent after `kicked`, docs/protocol.md §6). Call it after
-    /// [`save_finished`](Self::save_finished); when it says yes, answer the
-    /// save, then call [`end_kick`](Self::end_kick).
+    /// kick (it is one sent after `kicked`, docs/protocol.md §6). Call it once
+    /// per client save taken with [`take_store_replies`](Self::take_store_replies);
+    /// when it says yes, answer the save, then call [`end_kick`](Self::end_kick).
     pub fn save_answered_while_kicking(&mut self, entity: Entity) -> bool {
         if !self.session(entity).is_some_and(Session::is_kicking) {
             return false;
@@ -247,9 +246,17 @@ impl<'w, 's> SessionCtx<'w, 's> {
     }
 
     /// Moves the answered requests of op type `T` into `into`, oldest first
-    /// (pass an empty buffer kept in a `Local` and no reply allocates).
+    /// (pass an empty buffer kept in a `Local` and no reply allocates). The
+    /// saves among them ([`StoreOp::is_save`]) stop counting as in flight
+    /// now: the caller applies them in this system.
     pub fn take_store_replies<T: StoreOp>(&mut self, into: &mut Vec<StoreReplied<T>>) {
+        let start = into.len();
         self.pending.take_replied(into);
+        for replied in &into[start..] {
+            if replied.op.is_save() {
+                self.save_finished(replied.reply_to.entity);
+            }
+        }
     }
 
     /// The store answered the request with `tag`: its op goes to its

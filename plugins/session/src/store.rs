@@ -51,8 +51,8 @@ impl StoreHandle {
 pub trait StoreOp: Send + Sync + 'static {
     /// Whether the kick/save machine counts this request as a save of its
     /// session while it waits (docs/protocol.md §6: a kicked session's save
-    /// already on its way is waited for past the kick deadline). The feature
-    /// calls [`SessionCtx::save_finished`] when it applies the answer.
+    /// already on its way is waited for past the kick deadline), until the
+    /// feature takes its answer with [`SessionCtx::take_store_replies`].
     fn is_save(&self) -> bool {
         false
     }

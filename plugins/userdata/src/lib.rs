@@ -8,14 +8,15 @@
 //!      ──SessionCtx::submit::<UserDataOp>──▶ store thread (saves: counted in flight by session)
 //!  observers: LoggedIn → UserData + its load; LoggedOut → UserData removed; WriteUserData → a save
 //!  SessionSystems::Store ── replies.rs: take_store_replies::<UserDataOp>
-//!      save answered ──▶ SessionCtx::save_finished; sent after `kicked`? ──▶ SessionCtx::end_kick (§6)
+//!      save answered (no longer in flight); sent after `kicked`? ──▶ SessionCtx::end_kick (§6)
 //!      the mirror updated ──▶ UserDataChanged / UserDataWriteFailed; `userdata_changed` to the client
 //! ```
 //!
-//! The kick/save rule of docs/protocol.md §6 stays session's: this crate
-//! only tells it that a save was answered and whether it was one sent after
-//! `kicked` ([`SessionCtx::save_answered_while_kicking`](portcullis_session::SessionCtx::save_answered_while_kicking)). A save of a
-//! connection that closed while it waited still commits.
+//! The kick/save rule of docs/protocol.md §6 stays session's: a save counts
+//! as in flight until this crate takes its answer, and this crate only asks
+//! whether it was one sent after `kicked`
+//! ([`save_answered_while_kicking`](portcullis_session::SessionCtx::save_answered_while_kicking)).
+//! A save of a connection that closed while it waited still commits.
 #![forbid(unsafe_code)]
 
 mod methods;

@@ -53,7 +53,6 @@ pub fn apply_userdata_replies(
         match (op, result) {
             (UserDataOp::Save { mirror }, result) => {
                 // Whether this save ends a kick: it must be one sent after `kicked`.
-                ctx.save_finished(entity);
                 let kicking = ctx.save_answered_while_kicking(entity);
                 match result {
                     Ok(StoreOk::Saved(saved)) => {
@@ -89,25 +88,22 @@ pub fn apply_userdata_replies(
             (UserDataOp::Preload, _) => {
                 internal_error("user data could not be loaded at login");
             }
-            (UserDataOp::ServerWrite { data }, result) => {
-                ctx.save_finished(entity);
-                match result {
-                    Ok(StoreOk::Saved(saved)) => {
-                        let saved_at = format_saved_at(saved.saved_at_ms);
-                        ctx.rpc().notify(
-                            entity,
-                            notification::USERDATA_CHANGED,
-                            &json!({"version": saved.version, "saved_at": saved_at}),
-                        );
-                        let update = (Some(*data), saved.version, Some(saved_at));
-                        set_mirror(&mut ctx, &mut mirrors, entity, update, ChangeSource::Server);
-                    }
-                    _ => {
-                        internal_error("server-side user data write failed");
-                        ctx.commands().trigger(UserDataWriteFailed { entity, reason: WriteFailure::Storage });
-                    }
+            (UserDataOp::ServerWrite { data }, result) => match result {
+                Ok(StoreOk::Saved(saved)) => {
+                    let saved_at = format_saved_at(saved.saved_at_ms);
+                    ctx.rpc().notify(
+                        entity,
+                        notification::USERDATA_CHANGED,
+                        &json!({"version": saved.version, "saved_at": saved_at}),
+                    );
+                    let update = (Some(*data), saved.version, Some(saved_at));
+                    set_mirror(&mut ctx, &mut mirrors, entity, update, ChangeSource::Server);
                 }
-            }
+                _ => {
+                    internal_error("server-side user data write failed");
+                    ctx.commands().trigger(UserDataWriteFailed { entity, reason: WriteFailure::Storage });
+                }
+            },
             (UserDataOp::Load, Ok(StoreOk::Userdata(Some(stored)))) => {
                 let (version, saved_at) = (stored.version, format_saved_at(stored.saved_at_ms));
                 let answer = RawValue::from_string(stored.data)

@@ -10,7 +10,7 @@ use crate::cli::{AccountAction, AccountArgs};
 /// Runs one account command, writing its output to `out` and reading a
 /// password from `input` when `--password` is not given.
 pub fn run(args: &AccountArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), Box<dyn std::error::Error>> {
-    let db = Database::open(&StoreConfig::new(&args.db))?;
+    let db = Database::open(&StoreConfig { demo_accounts: true, ..StoreConfig::new(&args.db) })?;
     match &args.action {
         AccountAction::Add { name, password } => {
             let password = read_password(password.as_deref(), input)?;

@@ -9,10 +9,12 @@ use std::time::Duration;
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use bevy_time::{Fixed, Time, TimePlugin};
+use portcullis_accounts::{AccountsConfig, AccountsPlugin};
 use portcullis_net::{FrameWaker, NetConfig, NetControl, NetPlugin};
 use portcullis_rpc::{RpcConfig, RpcPlugin};
 use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
+use portcullis_userdata::{UserDataConfig, UserDataPlugin};
 
 use crate::ServerPlugins;
 use crate::metrics::FrameMetricsPlugin;
@@ -29,9 +31,14 @@ pub struct ServerConfig {
     pub net: NetConfig,
     /// JSON-RPC limits.
     pub rpc: RpcConfig,
-    /// Session timers and limits.
+    /// Session timers.
     pub session: SessionConfig,
-    /// Storage.
+    /// Login throttling.
+    pub accounts: AccountsConfig,
+    /// User-data limits.
+    pub userdata: UserDataConfig,
+    /// Storage (with the demo accounts by default, as `serve` without
+    /// `--no-demo-accounts`, docs/cli.md).
     pub store: StoreConfig,
     /// How often frame metrics are logged (`--metrics-every`, [`FrameMetricsPlugin`]).
     pub metrics_every: Duration,
@@ -45,7 +52,9 @@ impl Default for ServerConfig {
             net: NetConfig::default(),
             rpc: RpcConfig::default(),
             session: SessionConfig::default(),
-            store: StoreConfig::new("portcullis.db"),
+            accounts: AccountsConfig::default(),
+            userdata: UserDataConfig::default(),
+            store: StoreConfig { demo_accounts: true, ..StoreConfig::new("portcullis.db") },
             metrics_every: Duration::from_secs(10),
         }
     }
@@ -55,7 +64,8 @@ impl ServerConfig {
     /// The defaults with a database file at `db` and the listener on a free
     /// loopback port: what in-process servers of tests and `scenario` use.
     pub fn ephemeral(db: impl Into<PathBuf>) -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), store: StoreConfig::new(db), ..Self::default() }
+        let store = StoreConfig { demo_accounts: true, ..StoreConfig::new(db) };
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), store, ..Self::default() }
     }
 }
 
@@ -78,11 +88,12 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
                 login_timeout: args.login_timeout,
                 kick_save_timeout: args.kick_save_timeout,
                 idle_timeout: args.idle_timeout,
-                max_userdata_bytes: args.max_userdata_bytes,
+            },
+            accounts: AccountsConfig {
                 login_fail_limit: args.login_fail_limit,
                 login_fail_window: args.login_fail_window,
-                ..SessionConfig::default()
             },
+            userdata: UserDataConfig { max_userdata_bytes: args.max_userdata_bytes, ..UserDataConfig::default() },
             store: StoreConfig {
                 demo_accounts: !args.no_demo_accounts,
                 argon2_memory_kib: args.argon2_memory_kib,
@@ -226,7 +237,9 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signa
                 .build()
                 .set(net)
                 .set(RpcPlugin { config: config.rpc.clone() })
-                .set(SessionPlugin::with_store(config.session.clone(), store)),
+                .set(SessionPlugin::with_store(config.session.clone(), store))
+                .set(AccountsPlugin { config: config.accounts.clone() })
+                .set(UserDataPlugin { config: config.userdata.clone() }),
         )
         .add_plugins(SignalPlugin::default())
         .add_plugins(FrameMetricsPlugin::every(config.metrics_every));

@@ -21,14 +21,20 @@ pub mod embedding {}
 
 use bevy_app::{PluginGroup, PluginGroupBuilder};
 
+pub use portcullis_accounts as accounts;
 pub use portcullis_groups as groups;
 pub use portcullis_net as net;
 pub use portcullis_rpc as rpc;
 pub use portcullis_session as session;
 pub use portcullis_store as store;
+/// The test harness for system-level tests of games (`TestServer`,
+/// `JsonClient`): the `portcullis_testkit` crate.
+pub use portcullis_testkit as testing;
+pub use portcullis_userdata as userdata;
 
-/// Every Portcullis plugin, in order: network, JSON-RPC, sessions, session
-/// groups (`portcullis_groups`, docs/groups.md). Like
+/// Every Portcullis plugin, in order: network, JSON-RPC, sessions, accounts
+/// (login, register, change_password), user data (save, load, the mirror),
+/// session groups (`portcullis_groups`, docs/groups.md). Like
 /// Bevy's `MinimalPlugins`, configure members with `.set(...)`. Needs
 /// `bevy_time::TimePlugin` (or `MinimalPlugins`) in the app too.
 ///
@@ -50,6 +56,8 @@ impl PluginGroup for ServerPlugins {
             .add(portcullis_net::NetPlugin::default())
             .add(portcullis_rpc::RpcPlugin::default())
             .add(portcullis_session::SessionPlugin::default())
+            .add(portcullis_accounts::AccountsPlugin::default())
+            .add(portcullis_userdata::UserDataPlugin::default())
             .add(portcullis_groups::GroupsPlugin::default())
     }
 }
@@ -57,6 +65,7 @@ impl PluginGroup for ServerPlugins {
 /// The items a game needs, in one import.
 pub mod prelude {
     pub use crate::ServerPlugins;
+    pub use portcullis_accounts::{AccountsConfig, AccountsPlugin};
     pub use portcullis_groups::{Groups, GroupsConfig, GroupsPlugin};
     pub use portcullis_net::{Connection, ConnectionClosed, ConnectionOpened, NetPlugin, TestClient};
     pub use portcullis_rpc::{
@@ -65,8 +74,10 @@ pub mod prelude {
     };
     pub use portcullis_session::{
         Kick, Kicked, LoggedIn, LoggedOut, LoginDeadline, PendingRpc, RequestShutdown, Session, SessionConfig,
-        SessionIndex, SessionPlugin, SessionState, Token, UserData, UserDataChanged, UserDataWriteFailed, WriteFailure,
-        WriteUserData,
+        SessionIndex, SessionPlugin, SessionState, Token,
     };
     pub use portcullis_store::StoreConfig;
+    pub use portcullis_userdata::{
+        UserData, UserDataChanged, UserDataConfig, UserDataPlugin, UserDataWriteFailed, WriteFailure, WriteUserData,
+    };
 }

@@ -1,5 +1,5 @@
 //! The example game (`examples/arena`) at the system level: its plugin on
-//! the public test harness (`portcullis_session::testing::TestServer`),
+//! the public test harness (`portcullis::testing::TestServer`),
 //! in-memory clients, and a clock moved one fixed tick at a time.
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bevy_time::{Fixed, Time};
 use game::{ArenaPlugin, OUT_OF_RANGE, SELF_TARGET, TARGET_NOT_FOUND};
-use portcullis::session::testing::{JsonClient, TestServer, error_code};
+use portcullis::testing::{JsonClient, TestServer, error_code};
 use serde_json::{Value, json};
 
 /// A test server running the arena.

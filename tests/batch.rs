@@ -12,7 +12,7 @@ use bevy_ecs::prelude::*;
 use portcullis::net::NetConfig;
 use portcullis::rpc::{Access, Request, RpcAppExt, RpcConfig, RpcError};
 use portcullis::session::SessionConfig;
-use portcullis::session::testing::{JsonClient, TestConfig, TestServer, error_code};
+use portcullis::testing::{JsonClient, TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 fn server_with(rpc: RpcConfig, net: NetConfig) -> TestServer {

@@ -732,7 +732,7 @@ async fn read_until_closed(mut rd: tokio::net::tcp::OwnedReadHalf, limit: Durati
 #[test]
 fn frames_waiting_behind_a_store_request_are_bounded() {
     use portcullis::net::NetConfig;
-    use portcullis::session::testing::{TestConfig, TestServer};
+    use portcullis::testing::{TestConfig, TestServer};
 
     let mut server = TestServer::with_config(TestConfig {
         net: NetConfig { rate_limit: 1e9, rate_burst: 1_000_000, outbound_queue: 8192, ..NetConfig::default() },

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bevy_time::{Real, Time};
 use portcullis::net::NetConfig;
-use portcullis::session::testing::{TestConfig, TestServer, error_code};
+use portcullis::testing::{TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 /// A 200-ping flood in the very first frames of the server (clock at zero)
@@ -44,11 +44,7 @@ fn rate_limit_close_works_while_the_clock_is_below_one_second() {
 }
 
 /// Saves `data` for a freshly logged-in netease1 and returns the token.
-fn login_and_save(
-    server: &mut TestServer,
-    client: &mut portcullis::session::testing::JsonClient,
-    data: &Value,
-) -> String {
+fn login_and_save(server: &mut TestServer, client: &mut portcullis::testing::JsonClient, data: &Value) -> String {
     let token = server.login(client, "netease1", "123");
     let saved = server.request(client, "userdata_save", json!({"token": token, "data": data}));
     assert_eq!(saved["result"]["version"], 1, "{saved}");

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis::net::NetConfig;
 use portcullis::rpc::{DisconnectReason, RpcConfig};
-use portcullis::session::testing::{JsonClient, TestConfig, TestServer, error_code};
 use portcullis::session::{Kick, SessionConfig, SessionIndex};
+use portcullis::testing::{JsonClient, TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------

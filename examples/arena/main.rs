@@ -39,7 +39,11 @@ fn main() -> ExitCode {
     app.insert_resource(FrameWaker::default())
         .add_plugins((TimePlugin, bevy_log::LogPlugin::default()))
         .insert_resource(Time::<Fixed>::from_hz(TICK_HZ))
-        .add_plugins(ServerPlugins.set(net).set(SessionPlugin::new(SessionConfig::default(), StoreConfig::in_memory())))
+        .add_plugins(
+            ServerPlugins
+                .set(net)
+                .set(SessionPlugin::new(SessionConfig::default(), StoreConfig::in_memory().with_demo_accounts())),
+        )
         .add_plugins(game::ArenaPlugin::default());
     RunnerConfig { tick_hz: TICK_HZ, ..Default::default() }.install(&mut app);
 

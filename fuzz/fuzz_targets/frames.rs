@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use portcullis_net::FrameCodec;
-use portcullis_session::testing::{TestConfig, TestServer};
+use portcullis_testkit::{TestConfig, TestServer};
 use tokio_util::codec::Decoder;
 
 thread_local! {

@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use portcullis_groups::GroupsPlugin;
-//! use portcullis_session::testing::TestServer;
+//! use portcullis_testkit::TestServer;
 //! use serde_json::json;
 //!
 //! let mut server = TestServer::new();

@@ -1,5 +1,5 @@
 //! Session groups at the system level, through the public test harness
-//! (`portcullis_session::testing`) and in-memory connections: create and
+//! (`portcullis_testkit`) and in-memory connections: create and
 //! join with the right and wrong key, broadcast, leave, clean-up when a
 //! session ends, limits, and access for logged-in sessions only.
 #![allow(clippy::unwrap_used)]
@@ -9,7 +9,7 @@ use std::time::Duration;
 use portcullis_groups::{Groups, GroupsConfig, GroupsPlugin};
 use portcullis_rpc::DisconnectReason;
 use portcullis_session::Kick;
-use portcullis_session::testing::{JsonClient, TestServer, error_code};
+use portcullis_testkit::{JsonClient, TestServer, error_code};
 use serde_json::{Value, json};
 
 /// A test server with the groups plugin and these limits.

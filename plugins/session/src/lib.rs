@@ -1,11 +1,15 @@
-//! portcullis_session: login, tokens, deadlines and the kick/save state
-//! machine (docs/protocol.md §4 and §6).
+//! portcullis_session: the life cycle of a connection's session and the
+//! kick/save state machine (docs/protocol.md §4 and §6): the design card's
+//! components, tokens, the session gate, deadlines, `logout`, shutdown, and
+//! the bridge to the store that the features above it use.
 //!
 //! ```text
-//!  RpcSystems::Dispatch ── gate (1006/1011/1008/1001/1003) ── methods.rs ──submit──▶ store thread
-//!  SessionSystems::Store  ◀── replies ── store.rs: answer, run the transition it completes
+//!  RpcSystems::Dispatch ── gate (1006/1011/1008/1001/1003) ── logout; the features' methods ──submit::<Op>──▶ store thread
+//!  SessionSystems::Route  ◀── replies ── store.rs: each reply to the queue of the op type that asked
+//!  SessionSystems::Store  ── the features' systems: take_store_replies::<Op>, answer, call a transition
 //!  SessionSystems::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
 //!  observers: ConnectionOpened → Session + LoginDeadline; ConnectionClosed, Kick, RequestShutdown → machine.rs
+//!  events out: LoggedIn, LoggedOut, Kicked (the features and games observe them)
 //! ```
 //!
 //! A connection entity carries the design card's components: [`Session`]
@@ -16,6 +20,20 @@
 //! replaces or removes them. Handlers, timers and observers only decide
 //! which transition to call. `tests/card.rs` checks their invariants after
 //! every frame of random event sequences (proptest).
+//!
+//! The features are crates above this one and use only its public API:
+//! the login feature verifies a password and calls
+//! [`SessionCtx::complete_login`] (which runs the takeover of §6); the save
+//! feature submits saves whose op [`is_save`](StoreOp::is_save) (counted in
+//! flight: a kick waits for them) and, when a save sent after `kicked` is
+//! answered, ends the kick ([`SessionCtx::save_answered_while_kicking`],
+//! [`SessionCtx::end_kick`]). Each submits its own [`StoreOp`] type and
+//! applies its own replies: this crate names none of them.
+//!
+//! This crate's integration tests (`tests/`) log in and save through those
+//! features, with the workspace's test harness crate and the feature crates
+//! as dev-dependencies (see Cargo.toml): integration tests link the normal
+//! library, as tokio's tests use tokio-test.
 #![forbid(unsafe_code)]
 
 mod events;
@@ -26,9 +44,7 @@ mod methods;
 mod shutdown;
 mod state;
 mod store;
-pub mod testing;
 mod token;
-mod userdata;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,20 +61,25 @@ pub use gate::*;
 pub use limits::*;
 pub use machine::*;
 pub use methods::*;
-pub use portcullis_protocol::{
-    ChangePasswordParams, DisconnectReason, LoadResult, LoginResult, RegisterParams, RegisterResult, SaveResult,
-};
+pub use portcullis_protocol::{DisconnectReason, LoginResult};
 pub use shutdown::*;
 pub use state::*;
 pub use store::*;
 pub use token::*;
-pub use userdata::*;
 
 /// Where in the frame sessions are worked on (in `Update`, after
 /// [`RpcSystems::Dispatch`], before [`NetSystems::Send`]).
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SessionSystems {
-    /// Apply store replies.
+    /// Hand each store reply to the queue of the op type that asked for it
+    /// ([`route_store_replies`]).
+    Route,
+    /// The features apply their store replies ([`SessionCtx::take_store_replies`]).
+    /// Each feature's system applies its own replies in store order; the
+    /// order between features is not fixed (their replies come from
+    /// different threads anyway: hashing, the database), and a save still
+    /// counts as in flight until its feature takes it, so a kick started by
+    /// one feature's reply sees the other's saves correctly.
     Store,
     /// Deadlines and idle timers.
     Timers,
@@ -74,15 +95,6 @@ pub struct SessionConfig {
     pub kick_save_timeout: Duration,
     /// A connection with no frame for this long is closed (`--idle-timeout`).
     pub idle_timeout: Duration,
-    /// Largest `data` of `userdata_save`, compact JSON bytes (`--max-userdata-bytes`).
-    pub max_userdata_bytes: usize,
-    /// Failed password logins per peer address within the window (`--login-fail-limit`).
-    pub login_fail_limit: u32,
-    /// The window of the login throttle (`--login-fail-window`).
-    pub login_fail_window: Duration,
-    /// Keep each session's newest user data in a [`UserData`] component
-    /// (loaded at login) for game code; off in the plain server.
-    pub mirror_userdata: bool,
 }
 
 impl Default for SessionConfig {
@@ -91,17 +103,14 @@ impl Default for SessionConfig {
             login_timeout: Duration::from_secs(10),
             kick_save_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
-            max_userdata_bytes: 65_536,
-            login_fail_limit: 5,
-            login_fail_window: Duration::from_secs(300),
-            mirror_userdata: false,
         }
     }
 }
 
-/// The session plugin: opens the store, registers the methods of
-/// docs/protocol.md §4, installs the session gate, and runs the state machine.
-/// Needs `NetPlugin` and `RpcPlugin` (add it after them).
+/// The session plugin: opens the store, registers `logout`
+/// (docs/protocol.md §4), installs the session gate, and runs the state
+/// machine. Needs `NetPlugin` and `RpcPlugin` (add it after them); login
+/// and saves come from the feature plugins added after it.
 pub struct SessionPlugin {
     /// Timers and limits.
     pub config: SessionConfig,
@@ -142,18 +151,17 @@ impl Plugin for SessionPlugin {
             .init_resource::<SessionIndex>()
             .init_resource::<PendingTags>()
             .init_resource::<StagedCards>()
-            .init_resource::<LoginThrottle>()
             .init_resource::<DeadlineQueue>()
             .init_resource::<ShutdownState>()
             .init_resource::<KickAllowList>()
             .configure_sets(
                 Update,
-                (SessionSystems::Store, NetSystems::Closing, SessionSystems::Timers)
+                (SessionSystems::Route, SessionSystems::Store, NetSystems::Closing, SessionSystems::Timers)
                     .chain()
                     .after(RpcSystems::Dispatch)
                     .before(NetSystems::Send),
             )
-            .add_systems(Update, apply_store_replies.in_set(SessionSystems::Store))
+            .add_systems(Update, route_store_replies.in_set(SessionSystems::Route))
             .add_systems(
                 Update,
                 (end_sessions_of_closing_connections, judge_drained_deadlines, check_deadlines, finish_shutdown)
@@ -164,13 +172,7 @@ impl Plugin for SessionPlugin {
             .add_observer(|closed: On<ConnectionClosed>, mut ctx: SessionCtx| ctx.connection_closed(closed.entity))
             .add_observer(|kick: On<Kick>, mut ctx: SessionCtx| ctx.kick(kick.entity, kick.reason))
             .add_observer(on_request_shutdown)
-            .add_observer(on_write_userdata)
-            .add_rpc_method(method::LOGIN, Access::Public, login)
-            .add_rpc_method(method::LOGOUT, Access::LoggedIn, logout)
-            .add_rpc_method(method::USERDATA_SAVE, Access::LoggedIn, userdata_save)
-            .add_rpc_method(method::USERDATA_LOAD, Access::LoggedIn, userdata_load)
-            .add_rpc_method(method::REGISTER, Access::Public, register)
-            .add_rpc_method(method::CHANGE_PASSWORD, Access::LoggedIn, change_password);
+            .add_rpc_method(method::LOGOUT, Access::LoggedIn, logout);
         app.world_mut().get_resource_or_init::<RpcGates>().0.push(Arc::new(session_gate));
     }
 }

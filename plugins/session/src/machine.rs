@@ -27,27 +27,33 @@ use bevy_time::{Real, Time};
 use portcullis_net::Connection;
 use portcullis_protocol::{LoginResult, notification};
 use portcullis_rpc::{DisconnectReason, ErrorCode, ReplyTo, Rpc, RpcError};
-use portcullis_store::{Account, StoreRequest, SubmitError};
+use portcullis_store::{Account, StoreFailure, StoreOk, StoreRequest, SubmitError};
 use serde_json::json;
 
 use crate::SessionConfig;
 use crate::events::{Kicked, LoggedIn, LoggedOut};
-use crate::limits::{DeadlineQueue, LoginThrottle, next_check};
+use crate::limits::{DeadlineQueue, next_check};
 use crate::shutdown::ShutdownState;
 use crate::state::{
     Card, CardRef, LoginDeadline, PendingRpc, Session, SessionIndex, SessionState, SessionTimers, StagedCards,
     apply_card,
 };
-use crate::store::{PendingOp, PendingTags, StoreHandle};
+use crate::store::{PendingTags, StoreHandle, StoreOp, StoreReplied};
 use crate::token::Token;
-use crate::userdata::UserData;
 
 /// The four card components of a connection, read-only (they are immutable).
 pub(crate) type CardData =
     (&'static Session, Option<&'static Token>, Option<&'static LoginDeadline>, Option<&'static PendingRpc>);
 
 /// Everything a transition touches. A system parameter, so request
-/// handlers, timers and observers all run the same transitions.
+/// handlers, timers and observers all run the same transitions — session's
+/// own and those of the features above it (login, saves, a game's own):
+/// they read the card through it ([`session`](Self::session),
+/// [`token`](Self::token)), answer through [`rpc`](Self::rpc), hand requests to
+/// the store with [`submit`](Self::submit) and take the answers with
+/// [`take_store_replies`](Self::take_store_replies), and call the public
+/// transitions ([`complete_login`](Self::complete_login),
+/// [`log_out`](Self::log_out), [`kick`](Self::kick), [`end_kick`](Self::end_kick)).
 #[derive(SystemParam)]
 pub struct SessionCtx<'w, 's> {
     pub(crate) cards: Query<'w, 's, CardData>,
@@ -60,9 +66,7 @@ pub struct SessionCtx<'w, 's> {
     pub(crate) config: Res<'w, SessionConfig>,
     pub(crate) time: Res<'w, Time<Real>>,
     pub(crate) shutdown: ResMut<'w, ShutdownState>,
-    pub(crate) throttle: ResMut<'w, LoginThrottle>,
     pub(crate) deadlines: ResMut<'w, DeadlineQueue>,
-    pub(crate) userdata: Query<'w, 's, &'static mut UserData>,
     pub(crate) commands: Commands<'w, 's>,
 }
 
@@ -79,10 +83,36 @@ pub(crate) fn card_of<'a>(
     Some(CardRef { session, token, deadline, pending })
 }
 
-impl SessionCtx<'_, '_> {
-    /// Now, on the real clock that every deadline uses.
-    pub(crate) fn now(&self) -> Duration {
+impl<'w, 's> SessionCtx<'w, 's> {
+    /// Now, on the real clock that every deadline uses (`Time<Real>` elapsed).
+    pub fn now(&self) -> Duration {
         self.time.elapsed()
+    }
+
+    /// The replies and notifications of the RPC layer, to answer requests.
+    pub fn rpc(&mut self) -> &mut Rpc<'w, 's> {
+        &mut self.rpc
+    }
+
+    /// Commands, to trigger events or change other components (never the card's).
+    pub fn commands(&mut self) -> &mut Commands<'w, 's> {
+        &mut self.commands
+    }
+
+    /// The connection of a session's entity (its peer address, id, ...).
+    pub fn connection(&self, entity: Entity) -> Option<&Connection> {
+        self.sessions.get(entity).ok().map(|(_, _, conn)| conn)
+    }
+
+    /// The live token of `entity` as the transitions see it (only while logged in or kicking).
+    pub fn token(&self, entity: Entity) -> Option<&Token> {
+        self.card(entity).and_then(|c| c.token)
+    }
+
+    /// Saves of `entity` waiting on the store (requests whose op
+    /// [`is_save`](StoreOp::is_save)).
+    pub fn saves_in_flight(&self, entity: Entity) -> u32 {
+        self.sessions.get(entity).map_or(0, |(_, timers, _)| timers.saves_in_flight)
     }
 
     /// The card of `entity` as the transitions see it.
@@ -90,8 +120,9 @@ impl SessionCtx<'_, '_> {
         card_of(&self.staged, &self.cards, entity)
     }
 
-    /// The session of `entity` as the transitions see it.
-    pub(crate) fn session(&self, entity: Entity) -> Option<&Session> {
+    /// The session of `entity` as the transitions see it (a transition
+    /// earlier in this system already shows, before its commands apply).
+    pub fn session(&self, entity: Entity) -> Option<&Session> {
         self.card(entity).map(|c| c.session)
     }
 
@@ -158,8 +189,9 @@ impl SessionCtx<'_, '_> {
         }
     }
 
-    /// A save of `entity` was answered by the store: one fewer in flight. A
-    /// kick that waited for it past its deadline can now end.
+    /// A save of `entity` was answered by the store and its feature took the
+    /// answer: one fewer in flight. A kick that waited for it past its
+    /// deadline can now end.
     pub(crate) fn save_finished(&mut self, entity: Entity) {
         if let Ok((_, mut timers, _)) = self.sessions.get_mut(entity) {
             timers.saves_in_flight = timers.saves_in_flight.saturating_sub(1);
@@ -168,8 +200,10 @@ impl SessionCtx<'_, '_> {
     }
 
     /// A client save of `entity` was answered: whether the answer ends its
-    /// kick (it is one sent after `kicked`, docs/protocol.md §6).
-    pub(crate) fn save_answered_while_kicking(&mut self, entity: Entity) -> bool {
+    /// kick (it is one sent after `kicked`, docs/protocol.md §6). Call it once
+    /// per client save taken with [`take_store_replies`](Self::take_store_replies);
+    /// when it says yes, answer the save, then call [`end_kick`](Self::end_kick).
+    pub fn save_answered_while_kicking(&mut self, entity: Entity) -> bool {
         if !self.session(entity).is_some_and(Session::is_kicking) {
             return false;
         }
@@ -182,33 +216,28 @@ impl SessionCtx<'_, '_> {
     }
 
     /// Hands a request to the store on behalf of `reply_to` and adds it to
-    /// the connection's [`PendingRpc`]; the answer comes back through
-    /// `store::apply_store_replies`. A full or closed queue is `SERVER_BUSY`
-    /// (docs/protocol.md §3).
-    pub(crate) fn submit(&mut self, reply_to: &ReplyTo, op: PendingOp, request: StoreRequest) -> Result<(), RpcError> {
+    /// the connection's [`PendingRpc`]; `op` is what the feature remembers of
+    /// it. The answer comes back to the queue of `T` (routed in
+    /// `SessionSystems::Route`; take it with
+    /// [`take_store_replies`](Self::take_store_replies) in
+    /// `SessionSystems::Store`), also when the connection closed meanwhile.
+    /// An op that [`is_save`](StoreOp::is_save) counts as a save in flight.
+    /// Errors: a full or closed queue is `SERVER_BUSY` (docs/protocol.md §3).
+    pub fn submit<T: StoreOp>(&mut self, reply_to: &ReplyTo, op: T, request: StoreRequest) -> Result<(), RpcError> {
         let Some(store) = self.store.get() else { return Err(RpcError::new(ErrorCode::ServerBusy)) };
         let tag = self.pending.next_tag();
         match store.submit(tag, request) {
             Ok(()) => {
                 let entity = reply_to.entity;
-                if matches!(op, PendingOp::Save { .. } | PendingOp::ServerWrite { .. })
+                if op.is_save()
                     && let Ok((_, mut timers, _)) = self.sessions.get_mut(entity)
                 {
                     timers.saves_in_flight += 1;
                 }
-                match self.card(entity).map(CardRef::to_owned) {
-                    Some(mut card) => {
-                        card.pending.get_or_insert_with(|| PendingRpc { ops: Vec::new() }).ops.push((
-                            tag,
-                            reply_to.clone(),
-                            op,
-                        ));
-                        self.pending.by_tag.insert(tag, entity);
-                        self.write(entity, card);
-                    }
-                    None => {
-                        self.pending.orphans.insert(tag, (reply_to.clone(), op));
-                    }
+                self.pending.insert(tag, reply_to.clone(), op);
+                if let Some(mut card) = self.card(entity).map(CardRef::to_owned) {
+                    card.pending.get_or_insert_with(|| PendingRpc { tags: Vec::new() }).tags.push(tag);
+                    self.write(entity, card);
                 }
                 Ok(())
             }
@@ -216,19 +245,30 @@ impl SessionCtx<'_, '_> {
         }
     }
 
-    /// The store answered the request with `tag`: takes it out of its
-    /// connection's [`PendingRpc`] (or of the requests of closed connections).
-    pub(crate) fn take_pending(&mut self, tag: u64) -> Option<(ReplyTo, PendingOp)> {
-        if let Some(orphan) = self.pending.orphans.remove(&tag) {
-            return Some(orphan);
+    /// Moves the answered requests of op type `T` into `into`, oldest first
+    /// (pass an empty buffer kept in a `Local` and no reply allocates). The
+    /// saves among them ([`StoreOp::is_save`]) stop counting as in flight
+    /// now: the caller applies them in this system.
+    pub fn take_store_replies<T: StoreOp>(&mut self, into: &mut Vec<StoreReplied<T>>) {
+        let start = into.len();
+        self.pending.take_replied(into);
+        for replied in &into[start..] {
+            if replied.op.is_save() {
+                self.save_finished(replied.reply_to.entity);
+            }
         }
-        let entity = self.pending.by_tag.remove(&tag)?;
-        let mut card = self.card(entity)?.to_owned();
-        let pending = card.pending.as_mut()?;
-        let at = pending.ops.iter().position(|(t, _, _)| *t == tag)?;
-        let (_, reply_to, op) = pending.ops.remove(at);
+    }
+
+    /// The store answered the request with `tag`: its op goes to its
+    /// feature's queue and the tag leaves its connection's [`PendingRpc`].
+    pub(crate) fn reply_arrived(&mut self, tag: u64, result: Result<StoreOk, StoreFailure>) {
+        let Some(waiting) = self.pending.deliver(tag, result) else { return };
+        let entity = waiting.entity;
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
+        let Some(pending) = card.pending.as_mut() else { return };
+        let Some(at) = pending.tags.iter().position(|t| *t == tag) else { return };
+        pending.tags.remove(at);
         self.write(entity, card);
-        Some((reply_to, op))
     }
 
     /// Transition: awaiting login (or waiting for a takeover) → logged in.
@@ -249,21 +289,20 @@ impl SessionCtx<'_, '_> {
         self.index.by_account.insert(account.id, entity);
         self.index.by_name.insert(account.name.to_ascii_lowercase(), entity);
         self.index.by_token.insert(token, entity);
-        if self.config.mirror_userdata {
-            self.commands.entity(entity).try_insert(UserData::default());
-            let internal = ReplyTo { entity, id: None, ticket: 0 };
-            let load = StoreRequest::LoadUserdata { account_id: account.id };
-            if self.submit(&internal, PendingOp::Preload, load).is_err() {
-                bevy_log::warn!(account = %account.name, "user data not loaded: store busy");
-            }
-        }
         self.schedule(entity);
         self.commands.trigger(LoggedIn { entity, account });
         Some(result)
     }
 
-    /// A password login was verified by the store (docs/protocol.md §4 `login`, §6).
-    pub(crate) fn password_login_verified(&mut self, reply_to: &ReplyTo, account: Account) {
+    /// Transition: a login's credentials were verified (docs/protocol.md §4
+    /// `login`, §6). Answers `reply_to` with the token, or: the current token
+    /// when already logged in as `account`; ALREADY_LOGGED_IN as another
+    /// account; SESSION_CLOSING while kicked; LOGIN_IN_PROGRESS while this
+    /// connection's or another login takes the account over; SERVER_BUSY during
+    /// a shutdown. When another session holds the account, starts the takeover
+    /// of §6 (`login_pending`, the old session kicked with `duplicate_login`)
+    /// and answers when it ends.
+    pub fn complete_login(&mut self, reply_to: &ReplyTo, account: Account) {
         let entity = reply_to.entity;
         let Some(card) = self.card(entity) else { return };
         let answer: Result<LoginResult, RpcError> = match (&card.session.state, card.token) {
@@ -375,7 +414,7 @@ impl SessionCtx<'_, '_> {
     /// Transition: kicking → closed (§6): after its save or logout was
     /// answered, or at its deadline. Sends `disconnected` with the kick's
     /// reason, closes, removes the [`Token`], and lets a waiting takeover go on.
-    pub(crate) fn end_kick(&mut self, entity: Entity) {
+    pub fn end_kick(&mut self, entity: Entity) {
         let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
         let SessionState::Kicking { account, reason, .. } =
             std::mem::replace(&mut card.session.state, SessionState::Closed)
@@ -391,7 +430,7 @@ impl SessionCtx<'_, '_> {
 
     /// Transition: logged in → awaiting login (`logout`, §4): the [`Token`]
     /// dies, the connection stays open with a fresh [`LoginDeadline`].
-    pub(crate) fn log_out(&mut self, entity: Entity) {
+    pub fn log_out(&mut self, entity: Entity) {
         let deadline = self.now() + self.config.login_timeout;
         let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
         let SessionState::LoggedIn { account } =
@@ -431,17 +470,16 @@ impl SessionCtx<'_, '_> {
     /// The transport closed the connection (client closed, slow reader, ...).
     /// A session dies with its token (§4); a takeover waiting on it goes on at
     /// once (§6 "if A closes first"); a waiting login is dropped (§6 "if B
-    /// closes while it waits, A is still closed"). Its [`PendingRpc`] moves
-    /// to [`PendingTags`]: the replies still come and are applied.
+    /// closes while it waits, A is still closed"). Its [`PendingRpc`]
+    /// leaves the entity; its requests stay in [`PendingTags`]: the replies
+    /// still come and are applied.
     pub(crate) fn connection_closed(&mut self, entity: Entity) {
         let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
         let old = std::mem::replace(&mut card.session.state, SessionState::Closed);
         let token = card.token.take();
         card.deadline = None;
-        for (tag, reply_to, op) in card.pending.take().map(|p| p.ops).unwrap_or_default() {
-            self.pending.by_tag.remove(&tag);
-            self.pending.orphans.insert(tag, (reply_to, op));
-        }
+        // Its requests stay in PendingTags: their replies are still applied.
+        card.pending = None;
         self.write(entity, card);
         self.schedule(entity);
         match old {
@@ -466,9 +504,6 @@ impl SessionCtx<'_, '_> {
         }
         if let Some(token) = token {
             self.index.by_token.remove(token.as_str());
-        }
-        if self.config.mirror_userdata {
-            self.commands.entity(entity).try_remove::<UserData>();
         }
         let account_id = account.id;
         self.commands.trigger(LoggedOut { entity, account });

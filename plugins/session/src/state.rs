@@ -20,7 +20,6 @@ use bevy_ecs::prelude::*;
 use portcullis_rpc::{DisconnectReason, ReplyTo};
 pub use portcullis_store::Account;
 
-use crate::store::PendingOp;
 use crate::token::Token;
 
 /// The session of one connection: its state in the life cycle of
@@ -117,29 +116,30 @@ impl Session {
 pub struct LoginDeadline(pub Duration);
 
 /// The requests of this connection waiting on the store (a password hash, a
-/// save, a load, ...), each with its store tag. On the entity only while at
-/// least one waits; inserted, replaced and removed only by the transitions
-/// in `machine.rs` (a submit adds an entry, the store's reply takes it).
+/// save, a load, ...), as their store tags; what each one was is kept by the
+/// feature that submitted it (see [`StoreOp`](crate::StoreOp)). On the entity
+/// only while at least one waits; inserted, replaced and removed only by the
+/// transitions in `machine.rs` (a submit adds a tag, the store's reply takes it).
 #[derive(Component, Debug, Clone, PartialEq)]
 #[component(immutable)]
 pub struct PendingRpc {
-    pub(crate) ops: Vec<(u64, ReplyTo, PendingOp)>,
+    pub(crate) tags: Vec<u64>,
 }
 
 impl PendingRpc {
     /// Number of requests waiting.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.tags.len()
     }
 
     /// Whether none waits (never true on an entity: the component is removed then).
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.tags.is_empty()
     }
 
     /// The store tags of the waiting requests, oldest first.
     pub fn tags(&self) -> impl Iterator<Item = u64> + '_ {
-        self.ops.iter().map(|(tag, _, _)| *tag)
+        self.tags.iter().copied()
     }
 }
 
@@ -151,7 +151,8 @@ pub struct SessionTimers {
     /// The idle timer counts from the later of this and the last frame
     /// (it restarts when a takeover login is answered, docs/protocol.md §6).
     pub(crate) idle_base: Duration,
-    /// `userdata_save` requests of this session waiting on the store.
+    /// Saves of this session waiting on the store (ops whose
+    /// [`is_save`](crate::StoreOp::is_save) is true).
     pub(crate) saves_in_flight: u32,
     /// Saves sent before the kick and still waiting on the store: their
     /// answers do not end the kick, only a save sent in reply to `kicked` does.
@@ -165,7 +166,7 @@ pub struct SessionTimers {
 }
 
 impl SessionTimers {
-    /// `userdata_save` requests (and server-side writes) of this session waiting on the store.
+    /// Saves of this session waiting on the store (client saves and server-side writes).
     pub fn saves_in_flight(&self) -> u32 {
         self.saves_in_flight
     }

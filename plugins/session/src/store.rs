@@ -1,17 +1,32 @@
 //! The bridge to the storage thread: the store handle, the requests waiting
-//! on it, and the system that applies its replies.
+//! on it, and the routing of each reply to the feature that asked for it.
+//!
+//! A feature (login, saves, a game's own) submits a request with an op
+//! type of its own ([`StoreOp`]) through [`SessionCtx::submit`]. The op waits
+//! here, filed under its type; when the store answers,
+//! [`route_store_replies`] (in `SessionSystems::Route`) moves it with the
+//! reply into that type's queue, and the feature's own system (in
+//! `SessionSystems::Store`) takes its queue with
+//! [`SessionCtx::take_store_replies`]. Session never looks inside an op, so a
+//! new feature that uses the store touches no other feature's crate.
+//!
+//! ```text
+//!  feature: ctx.submit(reply_to, MyOp, request) ──▶ store thread
+//!  SessionSystems::Route: route_store_replies ── tag → (entity, MyOp's queue)
+//!  SessionSystems::Store: feature system: ctx.take_store_replies::<MyOp>(&mut buf) → answer, transition
+//! ```
+//!
+//! Cost per request: one hash-map entry by tag and one in the op type's
+//! map, no allocation of its own (queues keep their capacity).
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 
 use bevy_ecs::prelude::*;
-use portcullis_protocol::{LoadResult, RegisterResult, SaveResult, notification};
 use portcullis_rpc::{ErrorCode, ReplyTo, RpcError};
-use portcullis_store::{Store, StoreFailure, StoreOk, StoreReply, format_saved_at};
-use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use portcullis_store::{Store, StoreFailure, StoreOk};
 
 use crate::machine::SessionCtx;
-use crate::userdata::{ChangeSource, UserData, UserDataChanged, UserDataWriteFailed, WriteFailure};
 
 /// The running store. Inserted by `SessionPlugin`; taken and closed (every
 /// queued write committed) at the end of a graceful shutdown.
@@ -30,47 +45,83 @@ impl StoreHandle {
     }
 }
 
-/// What a request waiting on the store was.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum PendingOp {
-    Login {
-        peer: std::net::IpAddr,
-    },
-    Register,
-    /// `change_password`; a wrong old password counts against `peer` for
-    /// login throttling (docs/protocol.md §4).
-    ChangePassword {
-        peer: std::net::IpAddr,
-    },
-    /// A client's `userdata_save`; `mirror` keeps the data for [`UserData`] when mirroring.
-    Save {
-        mirror: Option<Box<Map<String, Value>>>,
-    },
-    Load,
-    /// The load of [`UserData`] right after login (no client request behind it).
-    Preload,
-    /// A [`WriteUserData`](crate::WriteUserData) from game code.
-    ServerWrite {
-        data: Box<Map<String, Value>>,
-    },
+/// What a feature remembers about one of its requests while the store works
+/// on it (e.g. "a password login from this peer", "a client save"). Submitted with [`SessionCtx::submit`]; handed back with the
+/// store's answer by [`SessionCtx::take_store_replies`] of the same type.
+pub trait StoreOp: Send + Sync + 'static {
+    /// Whether the kick/save machine counts this request as a save of its
+    /// session while it waits (docs/protocol.md §6: a kicked session's save
+    /// already on its way is waited for past the kick deadline), until the
+    /// feature takes its answer with [`SessionCtx::take_store_replies`].
+    fn is_save(&self) -> bool {
+        false
+    }
+}
+
+/// One answered request of op type `T`: who asked, what it was, and the
+/// store's answer.
+#[derive(Debug)]
+pub struct StoreReplied<T> {
+    /// The request to answer (its entity may be gone: the connection closed
+    /// while it waited; the reply is still to be applied, e.g. a failed
+    /// password still counts for throttling).
+    pub reply_to: ReplyTo,
+    /// The op as submitted.
+    pub op: T,
+    /// The store's answer.
+    pub result: Result<StoreOk, StoreFailure>,
+}
+
+/// The waiting ops and answered replies of one op type.
+trait Route: Any + Send + Sync {
+    /// Moves the op with `tag` and its answer into the answered queue.
+    fn deliver(&mut self, tag: u64, result: Result<StoreOk, StoreFailure>);
+}
+
+struct Routes<T> {
+    waiting: HashMap<u64, (ReplyTo, T)>,
+    replied: Vec<StoreReplied<T>>,
+}
+
+impl<T: StoreOp> Route for Routes<T> {
+    fn deliver(&mut self, tag: u64, result: Result<StoreOk, StoreFailure>) {
+        if let Some((reply_to, op)) = self.waiting.remove(&tag) {
+            self.replied.push(StoreReplied { reply_to, op, result });
+        }
+    }
+}
+
+/// One request waiting on the store: the entity that asked and the route of its op type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    pub(crate) entity: Entity,
+    route: usize,
 }
 
 /// Routes store replies: store tag → the entity whose [`PendingRpc`] holds
-/// the request. A request of a connection that closed while it waited moves
-/// here whole (its reply is still applied: a failed password counts for
-/// throttling, a save finishes). Inserted by `SessionPlugin`; kept by the
-/// transitions in `machine.rs`.
+/// the request and the op type whose feature applies the reply. A request
+/// of a connection that closed while it waited stays here (its reply is
+/// still applied: a failed password counts for throttling, a save
+/// finishes). Inserted by `SessionPlugin`; kept by the transitions in
+/// `machine.rs`.
 ///
 /// Each connection has at most one client request waiting: it holds the
 /// connection's later frames (requests apply in arrival order,
 /// docs/protocol.md §2).
 ///
 /// [`PendingRpc`]: crate::PendingRpc
-#[derive(Resource, Default, Debug)]
+#[derive(Resource, Default)]
 pub struct PendingTags {
     next_tag: u64,
-    pub(crate) by_tag: HashMap<u64, Entity>,
-    pub(crate) orphans: HashMap<u64, (ReplyTo, PendingOp)>,
+    pub(crate) by_tag: HashMap<u64, Waiting>,
+    routes: Vec<Box<dyn Route>>,
+    route_of: HashMap<TypeId, usize>,
+}
+
+impl std::fmt::Debug for PendingTags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingTags").field("waiting", &self.by_tag.len()).field("routes", &self.routes.len()).finish()
+    }
 }
 
 impl PendingTags {
@@ -81,159 +132,80 @@ impl PendingTags {
 
     /// Number of requests waiting on the store.
     pub fn len(&self) -> usize {
-        self.by_tag.len() + self.orphans.len()
+        self.by_tag.len()
     }
 
     /// Whether no request waits on the store.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.by_tag.is_empty()
     }
 
-    /// The entity whose [`PendingRpc`](crate::PendingRpc) holds the request with this tag.
+    /// The entity that asked the request with this tag (it may have closed since).
     pub fn entity_of_tag(&self, tag: u64) -> Option<Entity> {
-        self.by_tag.get(&tag).copied()
+        self.by_tag.get(&tag).map(|w| w.entity)
+    }
+
+    /// Files a submitted request: `tag` → `entity`, the op under its type.
+    pub(crate) fn insert<T: StoreOp>(&mut self, tag: u64, reply_to: ReplyTo, op: T) {
+        let entity = reply_to.entity;
+        let route = *self.route_of.entry(TypeId::of::<T>()).or_insert_with(|| {
+            self.routes.push(Box::new(Routes::<T> { waiting: HashMap::new(), replied: Vec::new() }));
+            self.routes.len() - 1
+        });
+        let any: &mut dyn Any = &mut *self.routes[route];
+        if let Some(routes) = any.downcast_mut::<Routes<T>>() {
+            routes.waiting.insert(tag, (reply_to, op));
+            self.by_tag.insert(tag, Waiting { entity, route });
+        }
+    }
+
+    /// The store answered `tag`: its op moves with the answer into its type's queue.
+    pub(crate) fn deliver(&mut self, tag: u64, result: Result<StoreOk, StoreFailure>) -> Option<Waiting> {
+        let waiting = self.by_tag.remove(&tag)?;
+        self.routes[waiting.route].deliver(tag, result);
+        Some(waiting)
+    }
+
+    /// Moves the answered replies of op type `T` into `into` (keeping both
+    /// buffers' capacity when `into` is empty).
+    pub(crate) fn take_replied<T: StoreOp>(&mut self, into: &mut Vec<StoreReplied<T>>) {
+        let Some(route) = self.route_of.get(&TypeId::of::<T>()).copied() else { return };
+        let any: &mut dyn Any = &mut *self.routes[route];
+        let Some(routes) = any.downcast_mut::<Routes<T>>() else { return };
+        if into.is_empty() {
+            std::mem::swap(into, &mut routes.replied);
+        } else {
+            into.append(&mut routes.replied);
+        }
     }
 }
 
-fn internal(reason: &str) -> RpcError {
+/// A storage failure the client sees as INTERNAL_ERROR; `reason` is logged.
+pub fn internal_error(reason: &str) -> RpcError {
     bevy_log::warn!(reason, "storage failure");
     RpcError::new(ErrorCode::InternalError)
 }
 
-/// Applies every finished store reply: answers its request and runs the
-/// transition it completes. Runs in `SessionSystems::Store`.
-pub fn apply_store_replies(mut ctx: SessionCtx) {
-    let replies: Vec<StoreReply> = match ctx.store.get() {
-        Some(store) => store.replies().try_iter().collect(),
-        None => return,
-    };
-    for reply in replies {
-        let Some((reply_to, op)) = ctx.take_pending(reply.tag) else { continue };
-        apply_reply(&mut ctx, &reply_to, op, reply.result);
-    }
-}
-
-fn apply_reply(ctx: &mut SessionCtx, reply_to: &ReplyTo, op: PendingOp, result: Result<StoreOk, StoreFailure>) {
-    let entity = reply_to.entity;
-    match (op, result) {
-        (PendingOp::Login { .. }, Ok(StoreOk::Account(account))) => ctx.password_login_verified(reply_to, account),
-        (PendingOp::Login { peer }, Err(StoreFailure::InvalidCredentials)) => {
-            let now = ctx.now();
-            ctx.throttle.record_failure(peer, now);
-            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
-        }
-        (PendingOp::Register, Ok(StoreOk::Account(account))) => {
-            ctx.rpc.respond(reply_to, Ok(RegisterResult { account: account.name }));
-        }
-        (PendingOp::Register, Err(StoreFailure::AccountExists)) => {
-            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::AccountExists)));
-        }
-        (PendingOp::ChangePassword { .. }, Ok(StoreOk::Done)) => {
-            ctx.rpc.respond(reply_to, Ok(portcullis_rpc::Empty {}));
-        }
-        (PendingOp::ChangePassword { peer }, Err(StoreFailure::InvalidCredentials)) => {
-            let now = ctx.now();
-            ctx.throttle.record_failure(peer, now);
-            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));
-        }
-        (PendingOp::Save { mirror }, result) => {
-            // Whether this save ends a kick: it must be one sent after `kicked`.
-            ctx.save_finished(entity);
-            let kicking = ctx.save_answered_while_kicking(entity);
-            match result {
-                Ok(StoreOk::Saved(saved)) => {
-                    let saved_at = format_saved_at(saved.saved_at_ms);
-                    if let Some(data) = mirror {
-                        set_mirror(
-                            ctx,
-                            entity,
-                            Some(*data),
-                            saved.version,
-                            Some(saved_at.clone()),
-                            ChangeSource::Client,
-                        );
-                    }
-                    ctx.rpc.respond(reply_to, Ok(SaveResult { version: saved.version, saved_at }));
-                    // docs/protocol.md §6: a kicked session's save, once answered, ends the kick.
-                    if kicking {
-                        ctx.end_kick(entity);
-                    }
-                }
-                // A failed save does not end a kick (§6).
-                Ok(_) => ctx.rpc.respond::<()>(reply_to, Err(internal("unexpected reply to save"))),
-                Err(failure) => ctx.rpc.respond::<()>(reply_to, Err(failure_error(&failure))),
-            }
-        }
-        (PendingOp::Preload, Ok(StoreOk::Userdata(stored))) => {
-            let (data, version, saved_at) = match stored {
-                Some(u) => match serde_json::from_str::<Map<String, Value>>(&u.data) {
-                    Ok(map) => (Some(map), u.version, Some(format_saved_at(u.saved_at_ms))),
-                    Err(_) => {
-                        internal("stored user data is not a JSON object");
-                        return;
-                    }
-                },
-                None => (None, 0, None),
-            };
-            set_mirror(ctx, entity, data, version, saved_at, ChangeSource::Load);
-        }
-        (PendingOp::Preload, _) => {
-            internal("user data could not be loaded at login");
-        }
-        (PendingOp::ServerWrite { data }, result) => {
-            ctx.save_finished(entity);
-            match result {
-                Ok(StoreOk::Saved(saved)) => {
-                    let saved_at = format_saved_at(saved.saved_at_ms);
-                    ctx.rpc.notify(
-                        entity,
-                        notification::USERDATA_CHANGED,
-                        &json!({"version": saved.version, "saved_at": saved_at}),
-                    );
-                    set_mirror(ctx, entity, Some(*data), saved.version, Some(saved_at), ChangeSource::Server);
-                }
-                _ => {
-                    internal("server-side user data write failed");
-                    ctx.commands.trigger(UserDataWriteFailed { entity, reason: WriteFailure::Storage });
-                }
-            }
-        }
-        (PendingOp::Load, Ok(StoreOk::Userdata(Some(stored)))) => {
-            let (version, saved_at) = (stored.version, format_saved_at(stored.saved_at_ms));
-            let answer = RawValue::from_string(stored.data)
-                .map(|data| LoadResult { data, version, saved_at })
-                .map_err(|_| internal("stored user data is not JSON"));
-            ctx.rpc.respond(reply_to, answer);
-        }
-        (PendingOp::Load, Ok(StoreOk::Userdata(None))) => {
-            ctx.rpc.respond::<()>(reply_to, Err(RpcError::new(ErrorCode::NoUserdata)));
-        }
-        (_, Err(failure)) => ctx.rpc.respond::<()>(reply_to, Err(failure_error(&failure))),
-        (_, Ok(_)) => ctx.rpc.respond::<()>(reply_to, Err(internal("unexpected store reply"))),
-    }
-}
-
-fn failure_error(failure: &StoreFailure) -> RpcError {
+/// The JSON-RPC error of a store failure (docs/protocol.md §3):
+/// INVALID_CREDENTIALS, ACCOUNT_EXISTS, or INTERNAL_ERROR (logged).
+pub fn store_error(failure: &StoreFailure) -> RpcError {
     match failure {
         StoreFailure::InvalidCredentials => RpcError::new(ErrorCode::InvalidCredentials),
         StoreFailure::AccountExists => RpcError::new(ErrorCode::AccountExists),
-        StoreFailure::Internal(reason) => internal(reason),
+        StoreFailure::Internal(reason) => internal_error(reason),
     }
 }
 
-/// Updates the [`UserData`] mirror of a live session and announces it.
-fn set_mirror(
-    ctx: &mut SessionCtx,
-    entity: Entity,
-    data: Option<Map<String, Value>>,
-    version: u64,
-    saved_at: Option<String>,
-    source: ChangeSource,
-) {
-    let Ok(mut mirror) = ctx.userdata.get_mut(entity) else { return };
-    if source != ChangeSource::Load && version < mirror.version {
-        return; // an older commit finishing late never replaces a newer one
+/// Hands every finished store reply to the queue of the op type that asked
+/// for it, and takes the request off its connection's [`PendingRpc`]. The
+/// features apply their queues in `SessionSystems::Store`. Runs in
+/// `SessionSystems::Route`.
+///
+/// [`PendingRpc`]: crate::PendingRpc
+pub fn route_store_replies(mut ctx: SessionCtx) {
+    loop {
+        let Some(store) = ctx.store.get() else { return };
+        let Ok(reply) = store.replies().try_recv() else { return };
+        ctx.reply_arrived(reply.tag, reply.result);
     }
-    *mirror = UserData { data, version, saved_at, loaded: true };
-    ctx.commands.trigger(UserDataChanged { entity, version, source });
 }

@@ -9,11 +9,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bevy_ecs::prelude::*;
-use portcullis_session::testing::{JsonClient, TestConfig, TestServer};
 use portcullis_session::{
     DisconnectReason, Kick, LoginDeadline, PendingRpc, PendingTags, Session, SessionConfig, SessionIndex, StagedCards,
     Token,
 };
+use portcullis_testkit::{JsonClient, TestConfig, TestServer};
+use portcullis_userdata::UserDataConfig;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -154,8 +155,9 @@ struct Run {
 
 impl Run {
     fn new(mirror_userdata: bool) -> Self {
-        let config = SessionConfig { mirror_userdata, ..Default::default() };
-        let server = TestServer::with_config(TestConfig { session: config.clone(), ..Default::default() });
+        let config = SessionConfig::default();
+        let userdata = UserDataConfig { mirror_userdata, ..Default::default() };
+        let server = TestServer::with_config(TestConfig { session: config.clone(), userdata, ..Default::default() });
         Self { server, clients: Vec::new(), config }
     }
 

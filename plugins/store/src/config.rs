@@ -18,11 +18,11 @@ use crate::StoreError;
 /// ```
 /// use portcullis_store::StoreConfig;
 ///
-/// let config = StoreConfig {
-///     demo_accounts: false,
-///     ..StoreConfig::new("game.db")
-/// };
+/// let config = StoreConfig::new("game.db");
+/// assert!(!config.demo_accounts, "a library creates no account by itself");
 /// assert_eq!(config.argon2_memory_kib, 19456);
+/// let serve = StoreConfig::new("game.db").with_demo_accounts();
+/// assert!(serve.demo_accounts);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -32,7 +32,9 @@ pub struct StoreConfig {
     /// A database without the schema gets the demo accounts
     /// [`DEMO_ACCOUNTS`](crate::DEMO_ACCOUNTS) with password
     /// [`DEMO_PASSWORD`](crate::DEMO_PASSWORD). A database that already has
-    /// the schema is never changed by this.
+    /// the schema is never changed by this. Off by default: a library
+    /// creates no account by itself; `portcullis serve` turns it on unless
+    /// `--no-demo-accounts` (docs/cli.md), see [`with_demo_accounts`](Self::with_demo_accounts).
     pub demo_accounts: bool,
     /// argon2id memory cost in KiB for new password hashes (verification uses
     /// the cost stored in each hash).
@@ -59,7 +61,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("portcullis.db"),
-            demo_accounts: true,
+            demo_accounts: false,
             argon2_memory_kib: Params::DEFAULT_M_COST,
             argon2_iterations: Params::DEFAULT_T_COST,
             queue_capacity: 65_536,
@@ -80,6 +82,13 @@ impl StoreConfig {
     /// Its content is gone when the store is closed.
     pub fn in_memory() -> Self {
         Self::new(":memory:")
+    }
+
+    /// With the demo accounts (`netease1`..`netease3`, password `123`) in a
+    /// new database, as `portcullis serve` makes by default and tests use.
+    pub fn with_demo_accounts(mut self) -> Self {
+        self.demo_accounts = true;
+        self
     }
 
     /// The cheapest argon2id cost allowed (8 KiB, one iteration), so that
@@ -105,7 +114,7 @@ mod tests {
     fn defaults_match_the_command_line() {
         let config = StoreConfig::default();
         assert_eq!(config.path, PathBuf::from("portcullis.db"));
-        assert!(config.demo_accounts);
+        assert!(!config.demo_accounts, "serve turns them on, the library does not");
         assert_eq!(config.argon2_memory_kib, 19456);
         assert_eq!(config.argon2_iterations, 2);
         assert_eq!(config.queue_capacity, 65_536);

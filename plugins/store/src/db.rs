@@ -35,7 +35,7 @@ pub struct AccountSummary {
 /// ```
 /// use portcullis_store::{Database, StoreConfig};
 ///
-/// let db = Database::open(&StoreConfig::in_memory().fast_hashing())?;
+/// let db = Database::open(&StoreConfig::in_memory().fast_hashing().with_demo_accounts())?;
 /// db.add_account("Player42", "secret")?;
 /// let names: Vec<String> = db.list_accounts()?.into_iter().map(|a| a.name).collect();
 /// assert_eq!(names, ["netease1", "netease2", "netease3", "Player42"]);

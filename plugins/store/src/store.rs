@@ -32,7 +32,7 @@ const DUMMY_PASSWORD: &str = "portcullis dummy password for unknown accounts";
 /// use std::time::Duration;
 /// use portcullis_store::{Store, StoreConfig, StoreOk, StoreRequest};
 ///
-/// let store = Store::open(StoreConfig::in_memory().fast_hashing(), None)?;
+/// let store = Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None)?;
 /// store
 ///     .submit(1, StoreRequest::VerifyPassword {
 ///         account: "NETEASE1".into(),

@@ -8,7 +8,7 @@ use portcullis_store::{Store, StoreConfig, StoreFailure, StoreOk, StoreRequest, 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn store() -> Store {
-    Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open")
+    Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open")
 }
 
 fn login(store: &Store, account: &str, password: &str) -> Result<StoreOk, StoreFailure> {

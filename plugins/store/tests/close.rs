@@ -11,7 +11,7 @@ use portcullis_store::{Database, Store, StoreConfig, StoreOk, StoreRequest};
 #[test]
 fn close_answers_everything_queued() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig::new(dir.path().join("close.db")).fast_hashing();
+    let config = StoreConfig::new(dir.path().join("close.db")).fast_hashing().with_demo_accounts();
     let store = Store::open(config.clone(), None).expect("open");
     let replies = store.replies().clone();
     let saves = 2_000_u64;
@@ -53,7 +53,7 @@ fn close_answers_everything_queued() {
 #[test]
 fn drop_finishes_queued_work() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig::new(dir.path().join("drop.db")).fast_hashing();
+    let config = StoreConfig::new(dir.path().join("drop.db")).fast_hashing().with_demo_accounts();
     let store = Store::open(config.clone(), None).expect("open");
     let replies = store.replies().clone();
     store.submit(1, StoreRequest::SaveUserdata { account_id: 2, data: "{}".into() }).expect("submit");

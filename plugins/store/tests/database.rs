@@ -8,7 +8,7 @@ use portcullis_store::{AccountRuleError, Database, Store, StoreConfig, StoreErro
 const WAIT: Duration = Duration::from_secs(10);
 
 fn config(dir: &tempfile::TempDir) -> StoreConfig {
-    StoreConfig::new(dir.path().join("cli.db")).fast_hashing()
+    StoreConfig::new(dir.path().join("cli.db")).fast_hashing().with_demo_accounts()
 }
 
 /// `account add` follows the register rules and name uniqueness.

@@ -49,7 +49,8 @@ fn acknowledged_saves_survive_kill_9() {
     child.wait().expect("reap child");
 
     let newest_acked = acked_versions(&acks).into_iter().max().expect("acks");
-    let database = Database::open(&StoreConfig::new(&db).fast_hashing()).expect("open after crash");
+    let database =
+        Database::open(&StoreConfig::new(&db).fast_hashing().with_demo_accounts()).expect("open after crash");
     let stored = database.load_userdata(ACCOUNT).expect("load").expect("data after crash");
     assert!(
         stored.version >= newest_acked,
@@ -65,7 +66,7 @@ fn crash_child() {
     let (Some(db), Some(acks)) = (std::env::var_os(CHILD_DB), std::env::var_os(CHILD_ACKS)) else {
         return;
     };
-    let store = Store::open(StoreConfig::new(db).fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::new(db).fast_hashing().with_demo_accounts(), None).expect("open");
     let mut acks = std::fs::File::create(acks).expect("ack file");
     let submit = |tag: u64| {
         let request = StoreRequest::SaveUserdata { account_id: ACCOUNT, data: format!(r#"{{"n":{tag}}}"#) };

@@ -32,7 +32,8 @@ fn held_store(config: StoreConfig) -> (Gate, Store) {
 #[test]
 fn many_saves_get_consecutive_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig::new(dir.path().join("many.db")).fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::new(dir.path().join("many.db")).fast_hashing().with_demo_accounts(), None)
+        .expect("open");
     let accounts = [1_i64, 2, 3];
     let total = 9_000;
     for i in 0..total {
@@ -62,7 +63,7 @@ fn many_saves_get_consecutive_versions() {
 /// A load queued right after a save in the same batch sees that save.
 #[test]
 fn load_in_the_same_batch_sees_the_save() {
-    let (gate, store) = held_store(StoreConfig::in_memory().fast_hashing());
+    let (gate, store) = held_store(StoreConfig::in_memory().fast_hashing().with_demo_accounts());
     store.submit(1, save(1, 1)).expect("submit");
     store.submit(2, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
     store.submit(3, save(1, 2)).expect("submit");
@@ -91,7 +92,7 @@ fn load_in_the_same_batch_sees_the_save() {
 #[test]
 fn a_failing_request_does_not_poison_its_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig::new(dir.path().join("poison.db")).fast_hashing();
+    let config = StoreConfig::new(dir.path().join("poison.db")).fast_hashing().with_demo_accounts();
     let (gate, store) = held_store(config.clone());
     store.submit(1, save(1, 1)).expect("submit");
     store.submit(2, save(999_999, 0)).expect("submit"); // no such account
@@ -117,7 +118,7 @@ fn a_failing_request_does_not_poison_its_batch() {
 fn locked_database_fails_the_batch_and_the_store_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("locked.db");
-    let store = Store::open(StoreConfig::new(&path).fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::new(&path).fast_hashing().with_demo_accounts(), None).expect("open");
     let blocker = rusqlite::Connection::open(&path).expect("second connection");
     blocker.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
 
@@ -137,7 +138,10 @@ fn locked_database_fails_the_batch_and_the_store_recovers() {
 #[test]
 fn without_group_commit_results_are_the_same() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig { group_commit: false, ..StoreConfig::new(dir.path().join("single.db")).fast_hashing() };
+    let config = StoreConfig {
+        group_commit: false,
+        ..StoreConfig::new(dir.path().join("single.db")).fast_hashing().with_demo_accounts()
+    };
     let store = Store::open(config, None).expect("open");
     for i in 0..200 {
         store.submit(i, save(1 + (i % 2) as i64, i as usize)).expect("submit");

@@ -10,8 +10,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A save submitted behind a pile of logins is answered before they are.
 #[test]
 fn saves_overtake_a_login_storm() {
-    let config =
-        StoreConfig { argon2_memory_kib: 1024, argon2_iterations: 2, hash_threads: 1, ..StoreConfig::in_memory() };
+    let config = StoreConfig {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 2,
+        hash_threads: 1,
+        ..StoreConfig::in_memory().with_demo_accounts()
+    };
     let store = Store::open(config, None).expect("open");
     let logins = 40;
     for tag in 0..logins {

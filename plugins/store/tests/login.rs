@@ -14,7 +14,7 @@ fn verify(store: &Store, account: &str, password: &str) -> Result<StoreOk, Store
 }
 
 fn store() -> Store {
-    Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open")
+    Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open")
 }
 
 /// The right password logs in and returns the registration spelling.
@@ -70,8 +70,12 @@ fn odd_input_is_answered() {
 /// much as a wrong password, so timing does not reveal which names exist.
 #[test]
 fn unknown_account_costs_a_hash_verification() {
-    let config =
-        StoreConfig { argon2_memory_kib: 4096, argon2_iterations: 3, hash_threads: 1, ..StoreConfig::in_memory() };
+    let config = StoreConfig {
+        argon2_memory_kib: 4096,
+        argon2_iterations: 3,
+        hash_threads: 1,
+        ..StoreConfig::in_memory().with_demo_accounts()
+    };
     let store = Store::open(config, None).expect("open");
     let register = StoreRequest::Register { account: "timing01".into(), password: "secret".into() };
     testing::call(&store, register, WAIT).expect("reply").expect("registered");

@@ -12,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(10);
 #[test]
 fn full_queue_is_reported_not_waited_for() {
     let gate = Gate::closed();
-    let config = StoreConfig { queue_capacity: 1, ..StoreConfig::in_memory().fast_hashing() };
+    let config = StoreConfig { queue_capacity: 1, ..StoreConfig::in_memory().fast_hashing().with_demo_accounts() };
     let store = Store::open(config, Some(gate.notify())).expect("open");
     store.submit(0, StoreRequest::LoadUserdata { account_id: 1 }).expect("first request");
     assert!(gate.wait_until_held(WAIT), "worker never notified");

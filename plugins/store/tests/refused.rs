@@ -11,7 +11,7 @@ use portcullis_store::{Database, SCHEMA_VERSION, Store, StoreConfig, StoreError,
 use rusqlite::Connection;
 
 fn config(path: &Path) -> StoreConfig {
-    StoreConfig::new(path).fast_hashing()
+    StoreConfig::new(path).fast_hashing().with_demo_accounts()
 }
 
 /// `path` with `suffix` appended (`-wal`, `-shm`, `-journal`).

@@ -16,7 +16,7 @@ fn register(store: &Store, account: &str, password: &str) -> Result<StoreOk, Sto
 }
 
 fn store() -> Store {
-    Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open")
+    Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open")
 }
 
 /// A new name is created with the spelling given, and can log in.

@@ -8,7 +8,7 @@ use portcullis_store::{DEMO_ACCOUNTS, DEMO_PASSWORD, Database, SCHEMA_VERSION, S
 use rusqlite::Connection;
 
 fn config(path: &Path) -> StoreConfig {
-    StoreConfig::new(path).fast_hashing()
+    StoreConfig::new(path).fast_hashing().with_demo_accounts()
 }
 
 fn names(db: &Database) -> Vec<String> {

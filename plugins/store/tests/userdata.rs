@@ -39,7 +39,7 @@ fn demo_ids(store: &Store) -> Vec<i64> {
 /// An account that never saved has no data (`NO_USERDATA`).
 #[test]
 fn load_without_data_is_none() {
-    let store = Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open");
     assert_eq!(load(&store, 1), None);
     assert_eq!(load(&store, 12345), None);
 }
@@ -48,7 +48,7 @@ fn load_without_data_is_none() {
 /// newest with the version and saved_at its save returned.
 #[test]
 fn history_counts_per_account_and_load_returns_the_newest() {
-    let store = Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open");
     let ids = demo_ids(&store);
     let (a, b) = (ids[0], ids[1]);
     let mut last = None;
@@ -71,7 +71,7 @@ fn history_counts_per_account_and_load_returns_the_newest() {
 /// Data comes back byte for byte, whatever it contains.
 #[test]
 fn data_round_trips_exactly() {
-    let store = Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open");
     let id = demo_ids(&store)[0];
     let big = format!(r#"{{"blob":"{}"}}"#, "é".repeat(60_000));
     for data in [
@@ -91,7 +91,7 @@ fn data_round_trips_exactly() {
 #[test]
 fn data_survives_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig::new(dir.path().join("reopen.db")).fast_hashing();
+    let config = StoreConfig::new(dir.path().join("reopen.db")).fast_hashing().with_demo_accounts();
     let store = Store::open(config.clone(), None).expect("open");
     let id = demo_ids(&store)[0];
     save(&store, id, r#"{"n":1}"#);
@@ -114,7 +114,7 @@ fn data_survives_reopen() {
 /// A save for an account id that does not exist fails without effect.
 #[test]
 fn save_for_unknown_account_is_internal() {
-    let store = Store::open(StoreConfig::in_memory().fast_hashing(), None).expect("open");
+    let store = Store::open(StoreConfig::in_memory().fast_hashing().with_demo_accounts(), None).expect("open");
     let request = StoreRequest::SaveUserdata { account_id: 424_242, data: "{}".into() };
     let reply = testing::call(&store, request, WAIT).expect("reply in time");
     assert!(matches!(reply, Err(portcullis_store::StoreFailure::Internal(_))), "{reply:?}");

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use bevy_app::AppExit;
 use ecs_support::*;
-use portcullis::session::testing::{TestConfig, TestServer, error_code};
-use portcullis::session::{RequestShutdown, SessionConfig};
-use portcullis::store::StoreConfig;
+use portcullis_session::{RequestShutdown, SessionConfig};
+use portcullis_store::StoreConfig;
+use portcullis_testkit::{TestConfig, TestServer, error_code};
 use serde_json::json;
 
 /// A server on a SQLite file, so a second server can read what the first stored.
 fn server_on_file(path: &Path, session: SessionConfig) -> TestServer {
-    let store = StoreConfig { hash_threads: 1, ..StoreConfig::new(path).fast_hashing() };
+    let store = StoreConfig { hash_threads: 1, ..StoreConfig::new(path).fast_hashing().with_demo_accounts() };
     TestServer::with_config(TestConfig { session, store, ..TestConfig::default() })
 }
 
@@ -220,7 +220,7 @@ fn connection_opened_and_closed_in_one_frame_does_not_crash_the_server() {
     let mut server = server_with(SessionConfig::default());
     let mut a = Peer::connect(&mut server);
     a.login(&mut server, "netease1");
-    let mut probe = portcullis::net::TestClient::connect(&mut server.app);
+    let mut probe = portcullis_net::TestClient::connect(&mut server.app);
     probe.disconnect();
     server.update();
     server.update();

@@ -6,15 +6,17 @@
 //! Each connection's messages are recorded in arrival order, so the tests
 //! check the exact order of answers and notifications a client sees.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::needless_update)] // `..SessionConfig::default()` stays: fields added later keep their defaults
 
 mod ecs_support;
 
 use std::time::Duration;
 
 use ecs_support::*;
-use portcullis::rpc::DisconnectReason;
-use portcullis::session::testing::{TestServer, error_code};
-use portcullis::session::{Kick, SessionConfig};
+use portcullis_rpc::DisconnectReason;
+use portcullis_session::{Kick, SessionConfig};
+use portcullis_testkit::{TestConfig, TestServer, error_code};
+use portcullis_userdata::UserDataConfig;
 use serde_json::{Value, json};
 
 /// The data B loads once its login went through.
@@ -98,8 +100,11 @@ fn kicked_session_may_only_save_logout_ping_or_disconnect() {
 #[test]
 fn failed_save_while_kicking_does_not_end_the_kick() {
     let kick = Duration::from_secs(5);
-    let config = SessionConfig { kick_save_timeout: kick, max_userdata_bytes: 64, ..SessionConfig::default() };
-    let mut server = server_with(config);
+    let mut server = TestServer::with_config(TestConfig {
+        session: SessionConfig { kick_save_timeout: kick, ..SessionConfig::default() },
+        userdata: UserDataConfig { max_userdata_bytes: 64, ..UserDataConfig::default() },
+        ..TestConfig::default()
+    });
     let (mut a, token_a, mut b, login_b) = start_takeover(&mut server);
 
     let not_object = a.request(&mut server, "userdata_save", json!({"token": token_a, "data": 5}));
@@ -390,7 +395,7 @@ fn ping_keeps_a_session_alive() {
 }
 
 // ---------------------------------------------------------------------------
-// The kick API for game code (`portcullis::session::Kick`)
+// The kick API for game code (`portcullis_session::Kick`)
 // ---------------------------------------------------------------------------
 
 /// Game code triggering `Kick { reason: Admin }` on a logged-in session gets

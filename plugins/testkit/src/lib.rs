@@ -1,11 +1,19 @@
-//! A test harness for system-level tests of Portcullis and of games built on
-//! it: an `App` with every plugin, the in-memory transport, an in-memory
-//! store with cheap hashing, and a clock that only moves when told to.
+//! portcullis_testkit: a test harness for system-level tests of Portcullis
+//! and of games built on it: an `App` with the network, JSON-RPC, session,
+//! accounts and user-data plugins, the in-memory transport, an in-memory
+//! store with cheap hashing and the demo accounts, and a clock that only
+//! moves when told to. Only tests depend on it (the plugin crates as a
+//! dev-dependency; games through the facade, `portcullis::testing`).
+//!
+//! ```text
+//!  TestServer: App = TimePlugin + NetPlugin::memory() + RpcPlugin + SessionPlugin + AccountsPlugin + UserDataPlugin
+//!      connect() ──▶ JsonClient (TestClient: in-memory lines)      update() / advance(d): one frame, Time<Real> moved by hand
+//! ```
 //!
 //! # Examples
 //!
 //! ```
-//! use portcullis_session::testing::TestServer;
+//! use portcullis_testkit::TestServer;
 //! use serde_json::json;
 //!
 //! let mut server = TestServer::new();
@@ -14,25 +22,29 @@
 //! assert_eq!(reply["result"]["account"], "netease1");
 //! ```
 
+#![forbid(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bevy_app::{App, PluginsState};
 use bevy_ecs::prelude::*;
 use bevy_time::{TimePlugin, TimeUpdateStrategy};
+use portcullis_accounts::{AccountsConfig, AccountsPlugin};
 use portcullis_net::{NetConfig, NetPlugin, TestClient};
 use portcullis_rpc::{RpcConfig, RpcPlugin};
+use portcullis_session::{Session, SessionConfig, SessionPlugin};
 use portcullis_store::StoreConfig;
+use portcullis_userdata::{UserDataConfig, UserDataPlugin};
 use serde_json::{Value, json};
-
-use crate::{Session, SessionConfig, SessionPlugin};
 
 /// How long [`TestServer::request`] and friends step frames while waiting
 /// for the store thread before they give up (so a hang fails the test).
 pub const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
-/// An `App` with `TimePlugin`, `NetPlugin::memory()`, `RpcPlugin` and
-/// `SessionPlugin` on an in-memory database with the demo accounts, driven by
+/// An `App` with `TimePlugin`, `NetPlugin::memory()`, `RpcPlugin`,
+/// `SessionPlugin`, `AccountsPlugin` and `UserDataPlugin` on an in-memory
+/// database with the demo accounts (`netease1`..`netease3`, password `123`), driven by
 /// hand: [`update`](Self::update) runs one frame without moving the clock,
 /// [`advance`](Self::advance) moves `Time<Real>` and runs one frame.
 pub struct TestServer {
@@ -54,9 +66,13 @@ pub struct TestConfig {
     pub net: NetConfig,
     /// JSON-RPC limits.
     pub rpc: RpcConfig,
-    /// Session timers and limits.
+    /// Session timers.
     pub session: SessionConfig,
-    /// The store (in memory with cheap hashing by default).
+    /// Login throttling.
+    pub accounts: AccountsConfig,
+    /// User-data limits and the mirror.
+    pub userdata: UserDataConfig,
+    /// The store (in memory with cheap hashing and the demo accounts by default).
     pub store: StoreConfig,
 }
 
@@ -66,7 +82,9 @@ impl Default for TestConfig {
             net: NetConfig::default(),
             rpc: RpcConfig::default(),
             session: SessionConfig::default(),
-            store: StoreConfig { hash_threads: 1, ..StoreConfig::in_memory().fast_hashing() },
+            accounts: AccountsConfig::default(),
+            userdata: UserDataConfig::default(),
+            store: StoreConfig { hash_threads: 1, demo_accounts: true, ..StoreConfig::in_memory().fast_hashing() },
         }
     }
 }
@@ -85,7 +103,9 @@ impl TestServer {
             .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO))
             .add_plugins(NetPlugin::memory().with_config(config.net))
             .add_plugins(RpcPlugin { config: config.rpc })
-            .add_plugins(SessionPlugin::new(config.session, config.store));
+            .add_plugins(SessionPlugin::new(config.session, config.store))
+            .add_plugins(AccountsPlugin { config: config.accounts })
+            .add_plugins(UserDataPlugin { config: config.userdata });
         Self { app, started: false }
     }
 

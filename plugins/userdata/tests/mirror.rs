@@ -5,13 +5,13 @@
 use std::sync::{Arc, Mutex};
 
 use bevy_ecs::prelude::*;
-use portcullis_session::testing::{TestConfig, TestServer};
-use portcullis_session::{SessionConfig, UserData, UserDataWriteFailed, WriteFailure, WriteUserData};
+use portcullis_testkit::{TestConfig, TestServer};
+use portcullis_userdata::{UserData, UserDataConfig, UserDataWriteFailed, WriteFailure, WriteUserData};
 use serde_json::{Map, Value, json};
 
 fn server() -> TestServer {
     TestServer::with_config(TestConfig {
-        session: SessionConfig { mirror_userdata: true, ..Default::default() },
+        userdata: UserDataConfig { mirror_userdata: true, ..Default::default() },
         ..Default::default()
     })
 }

@@ -11,9 +11,9 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis::session::SessionConfig;
-use portcullis::session::testing::{JsonClient, TestConfig, TestServer, error_code};
-use portcullis::store::StoreConfig;
+use portcullis_store::StoreConfig;
+use portcullis_testkit::{JsonClient, TestConfig, TestServer, error_code};
+use portcullis_userdata::UserDataConfig;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -390,7 +390,7 @@ fn data_exactly_at_default_limit_is_saved_one_byte_more_is_refused() {
 #[test]
 fn size_limit_is_measured_on_compact_unescaped_json() {
     let mut server = TestServer::with_config(TestConfig {
-        session: SessionConfig { max_userdata_bytes: 64, ..SessionConfig::default() },
+        userdata: UserDataConfig { max_userdata_bytes: 64, ..UserDataConfig::default() },
         ..TestConfig::default()
     });
     let (mut client, token) = logged_in(&mut server, "netease1");

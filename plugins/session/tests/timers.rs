@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use ecs_support::*;
-use portcullis::rpc::{DisconnectReason, RpcSystems};
-use portcullis::session::{DeadlineQueue, Kick, SessionConfig, SessionSystems};
+use portcullis_rpc::{DisconnectReason, RpcSystems};
+use portcullis_session::{DeadlineQueue, Kick, SessionConfig, SessionSystems};
 use serde_json::json;
 
 /// Kicks the marked connection right after the dispatcher ran, so the kick
@@ -33,7 +33,7 @@ fn kick_after_dispatch(world: &mut World) {
 #[derive(Resource, Default)]
 struct HoldStoreReplies(bool);
 
-fn queue_len(server: &portcullis::session::testing::TestServer) -> usize {
+fn queue_len(server: &portcullis_testkit::TestServer) -> usize {
     server.world().resource::<DeadlineQueue>().len()
 }
 

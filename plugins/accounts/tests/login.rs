@@ -11,9 +11,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use portcullis::session::SessionConfig;
-use portcullis::session::SessionIndex;
-use portcullis::session::testing::{JsonClient, TestConfig, TestServer, error_code};
+use portcullis_session::SessionConfig;
+use portcullis_session::SessionIndex;
+use portcullis_testkit::{JsonClient, TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------

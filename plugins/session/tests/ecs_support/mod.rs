@@ -3,8 +3,8 @@
 //! the expected messages in the summarized form the order checks compare.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use portcullis::session::testing::{JsonClient, TestConfig, TestServer, error_code};
-use portcullis::session::{SessionConfig, SessionIndex};
+use portcullis_session::{SessionConfig, SessionIndex};
+use portcullis_testkit::{JsonClient, TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Server-side access to an online account's user data (for game code).
 //!
-//! With [`SessionConfig::mirror_userdata`](crate::SessionConfig) on, every
+//! With [`UserDataConfig::mirror_userdata`](crate::UserDataConfig) on, every
 //! session gets a [`UserData`] component holding the newest saved version
 //! of its account's data, loaded right after login and kept current by every
 //! save. Game systems read it like any component, and change it with a
@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use bevy_ecs::prelude::*;
-//! use portcullis_session::{UserData, WriteUserData};
+//! use portcullis_userdata::{UserData, WriteUserData};
 //!
 //! /// Gives every online player 10 more gold, based on what they have now.
 //! fn grant_gold(players: Query<(Entity, &UserData)>, mut commands: Commands) {
@@ -37,10 +37,16 @@
 //! ```
 
 use bevy_ecs::prelude::*;
+use portcullis_rpc::ReplyTo;
+use portcullis_session::{LoggedIn, LoggedOut, SessionCtx};
+use portcullis_store::StoreRequest;
 use serde_json::{Map, Value};
 
+use crate::UserDataConfig;
+use crate::replies::UserDataOp;
+
 /// The newest saved user data of a logged-in session's account. Inserted by
-/// `SessionPlugin` at login when `mirror_userdata` is on (first with
+/// `UserDataPlugin` at login when `mirror_userdata` is on (first with
 /// `loaded: false`), updated after every committed save, removed when the
 /// session ends. Read-only for game code: change it with [`WriteUserData`].
 #[derive(Component, Debug, Clone, Default, PartialEq)]
@@ -115,18 +121,46 @@ pub struct UserDataWriteFailed {
     pub reason: WriteFailure,
 }
 
+/// Gives a session that logged in its [`UserData`] (`loaded: false`) and
+/// asks the store for the newest version, when mirroring is on.
+pub(crate) fn on_logged_in(logged_in: On<LoggedIn>, config: Res<UserDataConfig>, mut ctx: SessionCtx) {
+    if !config.mirror_userdata {
+        return;
+    }
+    let entity = logged_in.entity;
+    ctx.commands().entity(entity).try_insert(UserData::default());
+    let internal = ReplyTo { entity, id: None, ticket: 0 };
+    let load = StoreRequest::LoadUserdata { account_id: logged_in.account.id };
+    if ctx.submit(&internal, UserDataOp::Preload, load).is_err() {
+        bevy_log::warn!(account = %logged_in.account.name, "user data not loaded: store busy");
+    }
+}
+
+/// Takes [`UserData`] off a session that ended, so it does not linger on
+/// the connection for the next account.
+pub(crate) fn on_logged_out(logged_out: On<LoggedOut>, config: Res<UserDataConfig>, mut commands: Commands) {
+    if config.mirror_userdata {
+        commands.entity(logged_out.entity).try_remove::<UserData>();
+    }
+}
+
 /// Runs a [`WriteUserData`]: checks the rule of the module docs, then hands
 /// the save to the store like a client save.
-pub(crate) fn on_write_userdata(write: On<WriteUserData>, mut ctx: crate::machine::SessionCtx) {
+pub(crate) fn on_write_userdata(
+    write: On<WriteUserData>,
+    mut ctx: SessionCtx,
+    mirrors: Query<&UserData>,
+    config: Res<UserDataConfig>,
+) {
     let entity = write.entity;
-    let failure = |ctx: &mut crate::machine::SessionCtx, reason| {
-        ctx.commands.trigger(UserDataWriteFailed { entity, reason });
+    let failure = |ctx: &mut SessionCtx, reason| {
+        ctx.commands().trigger(UserDataWriteFailed { entity, reason });
     };
-    let saves_in_flight = ctx.sessions.get(entity).map_or(0, |(_, timers, _)| timers.saves_in_flight);
+    let saves_in_flight = ctx.saves_in_flight(entity);
     let Some(account_id) = ctx.session(entity).and_then(|s| s.account()).map(|a| a.id) else {
         return failure(&mut ctx, WriteFailure::NotLoggedIn);
     };
-    let current = match ctx.userdata.get(entity) {
+    let current = match mirrors.get(entity) {
         Ok(mirror) if mirror.loaded => mirror.version,
         _ => return failure(&mut ctx, WriteFailure::NotLoggedIn),
     };
@@ -134,12 +168,12 @@ pub(crate) fn on_write_userdata(write: On<WriteUserData>, mut ctx: crate::machin
         return failure(&mut ctx, WriteFailure::Conflict { current });
     }
     let Ok(text) = serde_json::to_string(&write.data) else { return failure(&mut ctx, WriteFailure::Storage) };
-    if text.len() > ctx.config.max_userdata_bytes {
+    if text.len() > config.max_userdata_bytes {
         return failure(&mut ctx, WriteFailure::TooLarge);
     }
-    let internal = portcullis_rpc::ReplyTo { entity, id: None, ticket: 0 };
-    let op = crate::store::PendingOp::ServerWrite { data: Box::new(write.data.clone()) };
-    let request = portcullis_store::StoreRequest::SaveUserdata { account_id, data: text };
+    let internal = ReplyTo { entity, id: None, ticket: 0 };
+    let op = UserDataOp::ServerWrite { data: Box::new(write.data.clone()) };
+    let request = StoreRequest::SaveUserdata { account_id, data: text };
     if ctx.submit(&internal, op, request).is_err() {
         failure(&mut ctx, WriteFailure::Storage);
     }

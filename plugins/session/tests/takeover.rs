@@ -8,14 +8,15 @@
 //! `login_pending` then its login result; the old client sees `kicked`, its
 //! save result, `disconnected`, then the close.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::needless_update)] // `..SessionConfig::default()` stays: fields added later keep their defaults
 
 mod ecs_support;
 
 use std::time::Duration;
 
 use ecs_support::*;
-use portcullis::session::SessionConfig;
-use portcullis::session::testing::{TestServer, error_code};
+use portcullis_session::SessionConfig;
+use portcullis_testkit::{TestServer, error_code};
 use serde_json::json;
 
 fn account_id(server: &TestServer, peer: &Peer) -> i64 {

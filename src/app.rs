@@ -9,7 +9,7 @@ use std::time::Duration;
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use bevy_time::{Fixed, Time, TimePlugin};
-use portcullis_net::{FrameWaker, NetConfig, NetControl, NetPlugin};
+use portcullis_net::{FrameWaker, ListenFailed, Listening, NetConfig, NetPlugin, Transport};
 use portcullis_rpc::{RpcConfig, RpcPlugin};
 use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
@@ -202,15 +202,16 @@ fn watch_signals(
     }
 }
 
-/// Builds the `serve` app: binds the listener and opens the store first (so
-/// errors are reported, not panicked), then adds `TimePlugin`,
-/// [`ServerPlugins`], [`FrameMetricsPlugin`] and the event-driven runner. Returns the app, the bound
-/// address and its [`Signals`].
-pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signals), ServeError> {
+/// Builds the `serve` app: opens the store first (so its errors are
+/// reported, not panicked), then adds `TimePlugin`, [`ServerPlugins`],
+/// [`FrameMetricsPlugin`] and the event-driven runner. Returns the app and
+/// its [`Signals`]. The listener is bound when the app starts running (in
+/// `Startup`): observe [`Listening`] for the bound address, and
+/// [`ListenFailed`] for a bind that failed (the app then exits with
+/// `AppExit::error()`).
+pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeError> {
     let waker = FrameWaker::default();
-    let net = NetPlugin::bind(config.listen)
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?
-        .with_config(config.net.clone());
+    let net = NetPlugin::tcp(config.listen).with_config(config.net.clone());
     let notify_waker = waker.clone();
     let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
         .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
@@ -231,8 +232,7 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signa
         .add_plugins(SignalPlugin::default())
         .add_plugins(FrameMetricsPlugin::every(config.metrics_every));
     config.runner.install(&mut app);
-    let addr = app.world().resource::<NetControl>().local_addr().unwrap_or(config.listen);
-    Ok((app, addr, signals))
+    Ok((app, signals))
 }
 
 /// A server running in this process on its own thread (for `scenario` and tests).
@@ -243,15 +243,24 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Builds the app on a new thread and runs it; returns once it listens.
+    /// Builds the app on a new thread and runs it; returns once it listens
+    /// (or with the error that stopped it).
     pub fn spawn(config: ServerConfig) -> Result<Self, ServeError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("portcullis-server".into())
             .spawn(move || match build_server_app(&config) {
-                Ok((app, addr, signals)) => {
-                    let _ = tx.send(Ok((addr, signals)));
-                    let mut app = app;
+                Ok((mut app, signals)) => {
+                    let (listening, failed) = (tx.clone(), tx);
+                    app.add_observer(move |event: On<Listening>| {
+                        if matches!(event.kind, Transport::Tcp { .. }) {
+                            let _ = listening.send(Ok((event.addr, signals.clone())));
+                        }
+                    });
+                    app.add_observer(move |event: On<ListenFailed>| {
+                        let source = std::io::Error::new(event.error.kind(), event.error.to_string());
+                        let _ = failed.send(Err(ServeError::Bind { addr: event.addr, source }));
+                    });
                     app.run()
                 }
                 Err(e) => {

@@ -40,7 +40,7 @@ pub use portcullis_store as store;
 ///
 /// let mut app = App::new();
 /// app.add_plugins(bevy_time::TimePlugin)
-///     .add_plugins(ServerPlugins.set(NetPlugin::bind("127.0.0.1:0".parse().unwrap()).unwrap()));
+///     .add_plugins(ServerPlugins.set(NetPlugin::tcp("127.0.0.1:0".parse().unwrap())));
 /// ```
 pub struct ServerPlugins;
 

@@ -17,13 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{NetBridge, NetEvent};
 use crate::codec::{FrameCodec, FrameError, is_blank};
-use crate::connection::{CloseCause, ConnectionId, Outgoing, SharedState, Sink};
-
-/// The line sent to a connection refused because `max_connections` are open (docs/protocol.md §6).
-pub const SERVER_FULL_LINE: &str = r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_full"}}"#;
-/// The line sent to a connection accepted while the server shuts down (docs/protocol.md §6).
-pub const SERVER_SHUTDOWN_LINE: &str =
-    r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_shutdown"}}"#;
+use crate::connection::{CloseCause, ConnectionId, Link, Outgoing, SharedState, TaskOutbound, Transport};
+use crate::goodbye::{Goodbye, Goodbyes};
 
 /// How long a closed connection's unread input is drained after our last
 /// write, so the client receives that write instead of a reset.
@@ -35,6 +30,8 @@ pub(crate) struct ListenerSettings {
     pub max_frame_bytes: usize,
     pub outbound_queue: usize,
     pub outbound_queue_bytes: usize,
+    /// What a refused connection is told before it is closed.
+    pub goodbyes: Arc<Goodbyes>,
 }
 
 /// Accepts until `stop` is cancelled, then drops the listener (new
@@ -64,12 +61,12 @@ pub(crate) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         if stop.is_cancelled() {
-            tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+            tokio::spawn(refuse(stream, settings.goodbyes.server_shutdown.clone()));
             break;
         }
         if open.load(Ordering::Acquire) >= settings.max_connections {
             bevy_log::debug!(peer = %peer, reason = "server_full", "refused connection");
-            tokio::spawn(refuse(stream, SERVER_FULL_LINE));
+            tokio::spawn(refuse(stream, settings.goodbyes.server_full.clone()));
             continue;
         }
         open.fetch_add(1, Ordering::AcqRel);
@@ -82,25 +79,27 @@ pub(crate) async fn accept_loop(
         });
     }
     // Connections the OS already queued would be reset when the listener is
-    // dropped: accept them and tell them `server_shutdown` (docs/protocol.md §6).
+    // dropped: accept them and tell them the shutdown goodbye (docs/protocol.md §6).
     // The socket is asked directly (non-blocking) until its queue is empty:
     // tokio's own `accept` may not know yet that a connection is waiting.
     if let Ok(queue) = listener.into_std() {
         while let Ok((stream, _)) = queue.accept() {
             if let Ok(stream) = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
-                tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+                tokio::spawn(refuse(stream, settings.goodbyes.server_shutdown.clone()));
             }
         }
     }
     bevy_log::info!("listener closed");
 }
 
-/// Sends one goodbye line and closes.
-async fn refuse(stream: TcpStream, line: &'static str) {
+/// Sends the goodbye's message as one line (if there is one) and closes.
+async fn refuse(stream: TcpStream, goodbye: Option<Goodbye>) {
     let (mut rd, mut wr) = stream.into_split();
-    let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
+    let mut bytes = Vec::new();
+    if let Some(goodbye) = goodbye {
+        bytes.extend_from_slice(goodbye.message.as_bytes());
+        bytes.push(b'\n');
+    }
     if wr.write_all(&bytes).await.is_ok() {
         let _ = wr.shutdown().await;
         linger(&mut rd).await;
@@ -117,11 +116,9 @@ async fn handle_connection(
     let (tx, mut rx) = mpsc::channel(settings.outbound_queue.max(1));
     let abort = CancellationToken::new();
     let shared = SharedState::new(settings.outbound_queue_bytes);
-    bridge.send(NetEvent::Connected {
-        id,
-        peer,
-        sink: Sink::Tcp { tx, abort: abort.clone(), shared: Arc::clone(&shared) },
-    });
+    let outbound = Box::new(TaskOutbound { tx, abort: abort.clone() });
+    let link = Link { transport: Transport::Tcp { tls: false }, shared: Arc::clone(&shared), outbound };
+    bridge.send(NetEvent::Connected { id, peer, link });
     let (mut rd, mut wr) = stream.into_split();
 
     let (cause, graceful) = {
@@ -303,7 +300,7 @@ fn read_once(
 }
 
 enum WriteEnd {
-    /// `Outgoing::Close` was written out.
+    /// `Outgoing::Close` was reached: everything before it is written out.
     Closed,
     /// The ECS side dropped the queue (the app is exiting).
     Dropped,
@@ -328,7 +325,7 @@ async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>,
                     buf.extend_from_slice(line.as_bytes());
                     buf.push(b'\n');
                 }
-                Outgoing::Close => {
+                Outgoing::Close { .. } => {
                     close = true;
                     break;
                 }

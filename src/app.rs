@@ -9,7 +9,7 @@ use std::time::Duration;
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use bevy_time::{Fixed, Time, TimePlugin};
-use portcullis_net::{FrameWaker, ListenFailed, Listening, NetConfig, NetPlugin, Transport};
+use portcullis_net::{FrameWaker, HttpPage, ListenFailed, Listening, NetConfig, NetPlugin, Transport};
 use portcullis_rpc::{RpcConfig, RpcPlugin};
 use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
@@ -23,6 +23,10 @@ use crate::runner::RunnerConfig;
 pub struct ServerConfig {
     /// TCP listener address; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// WebSocket listener address (`--ws-listen`); `None`: no WebSocket listener.
+    pub ws_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key (`--tls-cert`, `--tls-key`): TLS on every listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Runner: tick rate and frame-rate cap.
     pub runner: RunnerConfig,
     /// Network limits.
@@ -41,6 +45,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            ws_listen: None,
+            tls: None,
             runner: RunnerConfig::default(),
             net: NetConfig::default(),
             rpc: RpcConfig::default(),
@@ -63,6 +69,8 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
     fn from(args: &crate::cli::ServeArgs) -> Self {
         Self {
             listen: args.listen,
+            ws_listen: args.ws_listen,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
             runner: RunnerConfig { tick_hz: args.tick_hz, max_frame_hz: args.max_frame_hz },
             net: NetConfig {
                 max_connections: args.max_connections,
@@ -108,6 +116,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be used.
+    #[error("cannot use the TLS certificate and key: {0}")]
+    Tls(#[from] crate::cert::CertError),
     /// The database could not be opened.
     #[error("cannot open the database {path:?}: {source}")]
     Store {
@@ -211,7 +222,14 @@ fn watch_signals(
 /// `AppExit::error()`).
 pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeError> {
     let waker = FrameWaker::default();
-    let net = NetPlugin::tcp(config.listen).with_config(config.net.clone());
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(crate::cert::load_server_config(cert, key)?),
+        None => None,
+    };
+    // The TLS handshake and the HTTP head count against the login deadline (docs/protocol.md §1.2).
+    let net_config = NetConfig { handshake_timeout: config.session.login_timeout, ..config.net.clone() };
+    let net = NetPlugin { ws_listen: config.ws_listen, tls, http_pages: demo_pages(), ..NetPlugin::tcp(config.listen) }
+        .with_config(net_config);
     let notify_waker = waker.clone();
     let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
         .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
@@ -233,6 +251,15 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeEr
         .add_plugins(FrameMetricsPlugin::every(config.metrics_every));
     config.runner.install(&mut app);
     Ok((app, signals))
+}
+
+/// The pages of the WebSocket port (docs/protocol.md §1.1): the demo page at
+/// `/` and the JavaScript client at `/portcullis.js`, embedded in the binary.
+pub fn demo_pages() -> Vec<HttpPage> {
+    vec![
+        HttpPage::new("/", "text/html; charset=utf-8", include_str!("../clients/js/index.html")),
+        HttpPage::new("/portcullis.js", "text/javascript; charset=utf-8", include_str!("../clients/js/portcullis.js")),
+    ]
 }
 
 /// A server running in this process on its own thread (for `scenario` and tests).

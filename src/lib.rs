@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod app;
+pub mod cert;
 pub mod cli;
 pub mod metrics;
 pub mod runner;

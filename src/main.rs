@@ -16,6 +16,13 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         None => serve(&cli.serve),
         Some(Command::Scenario(args)) => portcullis::scenario::run_cli(&args),
+        Some(Command::Cert(args)) => match portcullis::cert::write_pair(&args.out, &args.hosts) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Account(args)) => {
             let stdin = std::io::stdin();
             match portcullis::account::run(&args, &mut stdin.lock(), &mut std::io::stdout().lock()) {

@@ -33,6 +33,11 @@ pub enum NetEvent {
         /// The frame.
         bytes: Bytes,
     },
+    /// A binary WebSocket message: it carries no frame (docs/protocol.md §1.1).
+    Binary {
+        /// The connection.
+        id: ConnectionId,
+    },
     /// A frame passed `max_frame_bytes`; the transport stopped reading.
     TooLarge {
         /// The connection.
@@ -266,6 +271,20 @@ pub fn receive_net_events(world: &mut World) {
                 inbox.items.push_back(InboxItem::Frame { bytes, admission });
                 if was_empty {
                     world.resource_mut::<ReadyInboxes>().mark(entity);
+                }
+            }
+            NetEvent::Binary { id } => {
+                let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
+                if let Some(mut inbox) = world.get_mut::<Inbox>(entity) {
+                    inbox.last_activity = now;
+                    if inbox.eof {
+                        continue;
+                    }
+                    let was_empty = inbox.items.is_empty();
+                    inbox.items.push_back(InboxItem::Binary);
+                    if was_empty {
+                        world.resource_mut::<ReadyInboxes>().mark(entity);
+                    }
                 }
             }
             NetEvent::TooLarge { id } => {

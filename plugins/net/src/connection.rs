@@ -406,6 +406,9 @@ pub enum InboxItem {
     },
     /// A frame passed `max_frame_bytes`; nothing more will be read (docs/protocol.md §1).
     TooLarge,
+    /// A message of a kind that carries no frame (a binary WebSocket
+    /// message, docs/protocol.md §1.1); it took no rate token.
+    Binary,
 }
 
 /// Frames received on a connection and not yet handled, plus activity

@@ -23,10 +23,13 @@ mod bridge;
 mod codec;
 mod connection;
 mod goodbye;
+mod http;
 mod listener;
 mod startup;
+mod stream;
 mod testing;
 mod waker;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,8 +43,11 @@ pub use bridge::*;
 pub use codec::*;
 pub use connection::*;
 pub use goodbye::*;
+pub use http::HttpPage;
 pub use startup::{ListenFailed, Listening};
 pub use testing::*;
+/// The TLS server configuration type of [`NetPlugin::tls`] (rustls, through tokio-rustls).
+pub use tokio_rustls::rustls::ServerConfig as TlsServerConfig;
 pub use waker::*;
 
 /// Where in the frame the network plugin works. Configured in `Update`:
@@ -83,6 +89,10 @@ pub struct NetConfig {
     /// on the store); one more is refused and closes the connection like a
     /// rate-limit flood. Bounds memory when the rate limit is raised.
     pub max_queued_frames: usize,
+    /// The TLS handshake and a WebSocket port's HTTP request head must be
+    /// done within this after the accept, or the socket is closed without a
+    /// word (docs/protocol.md §1.2); the server app sets it to the login timeout.
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for NetConfig {
@@ -95,6 +105,7 @@ impl Default for NetConfig {
             rate_limit: 50.0,
             rate_burst: 100,
             max_queued_frames: 1024,
+            handshake_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -128,13 +139,27 @@ pub struct NetPlugin {
     /// Address of the TCP listener (lines, docs/protocol.md §1); port 0 picks
     /// a free port. `None`: no TCP listener.
     pub listen: Option<SocketAddr>,
+    /// Address of the WebSocket listener (docs/protocol.md §1.1); `None`: none.
+    pub ws_listen: Option<SocketAddr>,
+    /// TLS on every listener (docs/protocol.md §1.2); `None`: plain text.
+    pub tls: Option<Arc<TlsServerConfig>>,
+    /// Pages served to plain HTTP `GET`s on the WebSocket port (any other
+    /// path is `404`, docs/protocol.md §1.1).
+    pub http_pages: Vec<HttpPage>,
     /// Threads of the tokio runtime (0 = one per core).
     pub io_threads: usize,
 }
 
 impl Default for NetPlugin {
     fn default() -> Self {
-        Self { config: NetConfig::default(), listen: Some(SocketAddr::from(([127, 0, 0, 1], 7777))), io_threads: 0 }
+        Self {
+            config: NetConfig::default(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 7777))),
+            ws_listen: None,
+            tls: None,
+            http_pages: Vec::new(),
+            io_threads: 0,
+        }
     }
 }
 
@@ -165,6 +190,7 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 #[derive(Resource)]
 pub struct NetControl {
     pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) ws_local_addr: Option<SocketAddr>,
     pub(crate) stop_accepting: CancellationToken,
     pub(crate) open: Arc<AtomicUsize>,
     pub(crate) runtime: Option<tokio::runtime::Runtime>,
@@ -175,6 +201,12 @@ impl NetControl {
     /// for port 0); `None` before `Startup` or without a TCP listener.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// The address the WebSocket listener is bound to; `None` before
+    /// `Startup` or without one.
+    pub fn ws_local_addr(&self) -> Option<SocketAddr> {
+        self.ws_local_addr
     }
 
     /// Closes the listeners: new connections are refused (graceful shutdown, docs/protocol.md §6).
@@ -203,11 +235,18 @@ impl Plugin for NetPlugin {
         let bridge = NetBridge::new(waker.clone());
         let control = NetControl {
             local_addr: None,
+            ws_local_addr: None,
             stop_accepting: CancellationToken::new(),
             open: Arc::new(AtomicUsize::new(0)),
             runtime: None,
         };
-        let plan = startup::ListenPlan { tcp: self.listen, io_threads: self.io_threads };
+        let plan = startup::ListenPlan {
+            tcp: self.listen,
+            ws: self.ws_listen,
+            tls: self.tls.clone(),
+            pages: Arc::new(self.http_pages.clone()),
+            io_threads: self.io_threads,
+        };
 
         app.insert_resource(waker)
             .insert_resource(bridge)

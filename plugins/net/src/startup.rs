@@ -8,14 +8,17 @@ use bevy_ecs::prelude::*;
 
 use crate::connection::Transport;
 use crate::goodbye::Goodbyes;
-use crate::listener::{self, ListenerSettings};
+use crate::listener::{self, ListenerKind, ListenerSettings};
 use crate::{LISTEN_BACKLOG, NetBridge, NetConfig, NetControl};
 
 /// What [`NetPlugin`](crate::NetPlugin) asked to listen on; taken by
 /// [`start_listeners`] in `Startup`.
-#[derive(Resource, Debug, Clone)]
+#[derive(Resource, Clone)]
 pub(crate) struct ListenPlan {
     pub(crate) tcp: Option<SocketAddr>,
+    pub(crate) ws: Option<SocketAddr>,
+    pub(crate) tls: Option<Arc<crate::TlsServerConfig>>,
+    pub(crate) pages: Arc<Vec<crate::HttpPage>>,
     pub(crate) io_threads: usize,
 }
 
@@ -64,59 +67,94 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Binds the planned listeners and starts the tokio runtime that serves
-/// them; reports [`Listening`] or [`ListenFailed`]. Runs in `Startup`.
+/// them; reports [`Listening`] for each (TCP first) once all are bound, or
+/// [`ListenFailed`] for the first that fails. Runs in `Startup`.
 pub(crate) fn start_listeners(world: &mut World) {
     let Some(plan) = world.remove_resource::<ListenPlan>() else { return };
-    let Some(addr) = plan.tcp else { return };
-    let kind = Transport::Tcp { tls: false };
-    match serve(world, &plan, addr) {
-        Ok(bound) => {
-            bevy_log::info!(addr = %bound, transport = %kind, "listening");
-            world.trigger(Listening { addr: bound, kind });
+    let tls = plan.tls.is_some();
+    let mut wanted = Vec::new();
+    if let Some(addr) = plan.tcp {
+        wanted.push((addr, Transport::Tcp { tls }));
+    }
+    if let Some(addr) = plan.ws {
+        wanted.push((addr, Transport::WebSocket { tls }));
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let mut bound = Vec::new();
+    for &(addr, kind) in &wanted {
+        match bind_listener(addr).and_then(|l| Ok((l.local_addr()?, l))) {
+            Ok((local, listener)) => bound.push((local, kind, listener)),
+            Err(error) => return fail(world, addr, kind, error),
         }
-        Err(error) => {
-            bevy_log::error!(addr = %addr, transport = %kind, error = %error, "cannot listen");
-            let failed = ListenFailed { addr, kind, error: Arc::new(error) };
-            world.insert_resource(failed.clone());
-            world.trigger(failed);
-            world.write_message(AppExit::error());
+    }
+    let runtime = match runtime(plan.io_threads) {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(world, wanted[0].0, wanted[0].1, error),
+    };
+    let config = world.resource::<NetConfig>().clone();
+    let goodbyes = Arc::new(world.resource::<Goodbyes>().clone());
+    let acceptor = plan.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let bridge = world.resource::<NetBridge>().clone();
+    let mut listening = Vec::new();
+    for (local, kind, std_listener) in bound {
+        let settings = ListenerSettings {
+            max_connections: config.max_connections,
+            max_frame_bytes: config.max_frame_bytes,
+            outbound_queue: config.outbound_queue,
+            outbound_queue_bytes: config.outbound_queue_bytes,
+            goodbyes: Arc::clone(&goodbyes),
+            kind: match kind {
+                Transport::WebSocket { .. } => ListenerKind::WebSocket(Arc::clone(&plan.pages)),
+                _ => ListenerKind::Lines,
+            },
+            tls: acceptor.clone(),
+            handshake_timeout: config.handshake_timeout,
+        };
+        let listener = {
+            let _guard = runtime.enter();
+            match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(listener) => listener,
+                Err(error) => return fail(world, local, kind, error),
+            }
+        };
+        let control = world.resource::<NetControl>();
+        let (stop, open) = (control.stop_accepting.clone(), control.open.clone());
+        runtime.spawn(listener::accept_loop(listener, settings, bridge.clone(), stop, open));
+        listening.push(Listening { addr: local, kind });
+    }
+    let mut control = world.resource_mut::<NetControl>();
+    for l in &listening {
+        match l.kind {
+            Transport::WebSocket { .. } => control.ws_local_addr = Some(l.addr),
+            _ => control.local_addr = Some(l.addr),
         }
+    }
+    control.runtime = Some(runtime);
+    for l in listening {
+        bevy_log::info!(addr = %l.addr, transport = %l.kind, "listening");
+        world.trigger(l);
     }
 }
 
-/// Binds `addr`, starts the runtime and the accept loop; the bound address.
-fn serve(world: &mut World, plan: &ListenPlan, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let std_listener = bind_listener(addr)?;
-    let bound = std_listener.local_addr()?;
-    let threads = if plan.io_threads == 0 {
-        std::thread::available_parallelism().map_or(2, usize::from)
-    } else {
-        plan.io_threads
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime(io_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads =
+        if io_threads == 0 { std::thread::available_parallelism().map_or(2, usize::from) } else { io_threads };
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("portcullis-net")
         .enable_all()
-        .build()?;
-    let config = world.resource::<NetConfig>();
-    let settings = ListenerSettings {
-        max_connections: config.max_connections,
-        max_frame_bytes: config.max_frame_bytes,
-        outbound_queue: config.outbound_queue,
-        outbound_queue_bytes: config.outbound_queue_bytes,
-        goodbyes: Arc::new(world.resource::<Goodbyes>().clone()),
-    };
-    let listener = {
-        let _guard = runtime.enter();
-        tokio::net::TcpListener::from_std(std_listener)?
-    };
-    let bridge = world.resource::<NetBridge>().clone();
-    let mut control = world.resource_mut::<NetControl>();
-    let (stop, open) = (control.stop_accepting.clone(), control.open.clone());
-    runtime.spawn(listener::accept_loop(listener, settings, bridge, stop, open));
-    control.local_addr = Some(bound);
-    control.runtime = Some(runtime);
-    Ok(bound)
+        .build()
+}
+
+/// Logs, keeps and triggers the failure, and ends the app with an error.
+fn fail(world: &mut World, addr: SocketAddr, kind: Transport, error: std::io::Error) {
+    bevy_log::error!(addr = %addr, transport = %kind, error = %error, "cannot listen");
+    let failed = ListenFailed { addr, kind, error: Arc::new(error) };
+    world.insert_resource(failed.clone());
+    world.trigger(failed);
+    world.write_message(AppExit::error());
 }
 
 #[cfg(test)]

@@ -1,0 +1,2 @@
+// Placeholder: the JavaScript client (clients/js/portcullis.js) is written separately.
+export const PLACEHOLDER = true;

@@ -409,3 +409,35 @@ fn tls_cert_without_key_is_a_usage_error() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+/// Time spent in the TLS handshake counts against the login deadline
+/// (docs/protocol.md §1.2): a client that takes 1.2 s to start its handshake
+/// with `--login-timeout 2s` is disconnected about 2 s after connecting,
+/// not 2 s after the handshake.
+#[tokio::test]
+async fn tls_handshake_time_counts_against_the_login_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["cert", "--out"])
+        .arg(&certs)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let server = Server::start(
+        &dir.path().join("p.db"),
+        &["--login-timeout", "2s", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let start = Instant::now();
+    let raw = tcp(server.addr).await;
+    // The slow part of a slow handshake, on the client's side.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = timeout(WAIT, tls_connector(&cert).connect(name, raw)).await.unwrap().unwrap();
+    let mut line = String::new();
+    timeout(WAIT, BufReader::new(stream).read_line(&mut line)).await.unwrap().unwrap();
+    let elapsed = start.elapsed();
+    assert!(line.contains("login_timeout"), "{line}");
+    assert!(elapsed < Duration::from_millis(2900), "the deadline ignored the handshake: {elapsed:?}");
+}

@@ -130,6 +130,8 @@ pub(crate) struct Link {
     pub(crate) transport: Transport,
     pub(crate) shared: Arc<SharedState>,
     pub(crate) outbound: Box<dyn Outbound>,
+    /// From the accept until the connection could carry messages.
+    pub(crate) handshake: Duration,
 }
 
 /// State shared by a connection's ECS side and its transport: the unsent
@@ -222,6 +224,7 @@ pub struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
     transport: Transport,
+    handshake: Duration,
     shared: Arc<SharedState>,
     outbound: Box<dyn Outbound>,
     closing: AtomicBool,
@@ -242,8 +245,8 @@ pub enum SendStatus {
 
 impl Connection {
     pub(crate) fn new(id: ConnectionId, peer: SocketAddr, link: Link, closing_feed: Sender<ConnectionId>) -> Self {
-        let Link { transport, shared, outbound } = link;
-        Self { id, peer, transport, shared, outbound, closing: AtomicBool::new(false), closing_feed }
+        let Link { transport, shared, outbound, handshake } = link;
+        Self { id, peer, transport, handshake, shared, outbound, closing: AtomicBool::new(false), closing_feed }
     }
 
     /// The connection's process-unique id (the `conn` field of log lines).
@@ -259,6 +262,14 @@ impl Connection {
     /// The transport carrying this connection.
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// How long the transport's handshake took before the connection could
+    /// carry messages (TLS, the WebSocket upgrade; zero for plain TCP and the
+    /// in-memory transport). It counts against the login deadline
+    /// (docs/protocol.md §1.2).
+    pub fn handshake_time(&self) -> Duration {
+        self.handshake
     }
 
     /// Whether a close was asked for (by [`close`](Self::close), [`abort`](Self::abort)

@@ -179,7 +179,7 @@ async fn serve(
 ) -> Option<CloseCause> {
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     match (&settings.kind, settings.tls.clone()) {
-        (ListenerKind::Lines, None) => Some(handle_connection(stream, id, peer, bridge, settings).await),
+        (ListenerKind::Lines, None) => Some(handle_connection(stream, id, peer, bridge, settings, deadline).await),
         (ListenerKind::Lines, Some(acceptor)) => {
             let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -193,8 +193,9 @@ async fn serve(
                 }
             };
             let (mut rd, mut wr) = tokio::io::split(tls);
-            let link = |shared, outbound| Link { transport: settings.transport(), shared, outbound };
-            let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, link);
+            let transport = settings.transport();
+            let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
+            let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
             let (cause, graceful) = drive(
                 read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
                 write_lines(&mut wr, &mut rx, &shared),
@@ -218,19 +219,24 @@ async fn serve(
 }
 
 /// Opens the ECS side of a new connection: its outbound queue, abort token
-/// and shared state, announced with `Connected`.
+/// and shared state, announced with `Connected`. `deadline` is the end of
+/// its handshake time (`handshake_timeout` after the accept): the time
+/// the handshake took is handed on with the link.
 pub(crate) fn open_link(
     id: ConnectionId,
     peer: SocketAddr,
     bridge: &NetBridge,
     settings: &ListenerSettings,
-    link: impl FnOnce(Arc<SharedState>, Box<dyn crate::connection::Outbound>) -> Link,
+    deadline: tokio::time::Instant,
+    link: impl FnOnce(Arc<SharedState>, Box<dyn crate::connection::Outbound>, Duration) -> Link,
 ) -> (mpsc::Receiver<Outgoing>, CancellationToken, Arc<SharedState>) {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let handshake = settings.handshake_timeout.saturating_sub(left);
     let (tx, rx) = mpsc::channel(settings.outbound_queue.max(1));
     let abort = CancellationToken::new();
     let shared = SharedState::new(settings.outbound_queue_bytes);
     let outbound = Box::new(TaskOutbound { tx, abort: abort.clone() });
-    bridge.send(NetEvent::Connected { id, peer, link: link(Arc::clone(&shared), outbound) });
+    bridge.send(NetEvent::Connected { id, peer, link: link(Arc::clone(&shared), outbound, handshake) });
     (rx, abort, shared)
 }
 
@@ -240,9 +246,11 @@ async fn handle_connection(
     peer: SocketAddr,
     bridge: &NetBridge,
     settings: &ListenerSettings,
+    deadline: tokio::time::Instant,
 ) -> CloseCause {
-    let link = |shared, outbound| Link { transport: Transport::Tcp { tls: false }, shared, outbound };
-    let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, link);
+    let link =
+        |shared, outbound, handshake| Link { transport: Transport::Tcp { tls: false }, shared, outbound, handshake };
+    let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
     let (mut rd, mut wr) = stream.into_split();
     let (cause, graceful) = drive(
         read_frames(&rd, id, bridge, settings.max_frame_bytes, &shared),

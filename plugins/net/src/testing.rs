@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bevy_app::App;
 use bevy_ecs::prelude::*;
@@ -105,7 +106,8 @@ impl TestClient {
         let (tx, out) = crossbeam_channel::bounded(config.outbound_queue.max(1));
         let shared = SharedState::new(config.outbound_queue_bytes);
         let outbound = Box::new(MemoryOutbound { id, tx, events: bridge.tx.clone() });
-        let link = Link { transport: Transport::Memory, shared: Arc::clone(&shared), outbound };
+        let link =
+            Link { transport: Transport::Memory, shared: Arc::clone(&shared), outbound, handshake: Duration::ZERO };
         bridge.send(NetEvent::Connected { id, peer, link });
         Self {
             id,
@@ -157,6 +159,14 @@ impl TestClient {
                     break;
                 }
             }
+        }
+    }
+
+    /// Sends one binary message, as a WebSocket client can (docs/protocol.md
+    /// §1.1): it reaches the inbox as [`InboxItem::Binary`](crate::InboxItem::Binary).
+    pub fn send_binary(&mut self) {
+        if !self.client_closed {
+            self.deliver(NetEvent::Binary { id: self.id });
         }
     }
 

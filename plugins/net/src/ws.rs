@@ -71,8 +71,12 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
 ) -> Option<CloseCause> {
     let ws = upgrade(stream, pages, deadline, settings.max_frame_bytes).await?;
     let transport = settings.transport();
-    let (mut rx, abort, shared) =
-        open_link(id, peer, bridge, settings, |shared, outbound| Link { transport, shared, outbound });
+    let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, |shared, outbound, handshake| Link {
+        transport,
+        shared,
+        outbound,
+        handshake,
+    });
     let (mut sink, mut source) = ws.split();
     let oversize = AtomicBool::new(false);
     let (cause, graceful) = drive(

@@ -17,6 +17,14 @@
 //! waiting in the socket ([`InputDrained`], docs/protocol.md §6, "Deadlines").
 //! [`TestClient`] is an in-memory transport through the same systems, for
 //! tests without sockets.
+//!
+//! Listeners ([`NetPlugin`], bound in `Startup`): TCP lines
+//! (docs/protocol.md §1) and WebSocket text messages with a few fixed HTTP
+//! pages on the same port (§1.1, `ws.rs`, `http.rs`), either inside TLS
+//! (§1.2). Every transport hands the ECS the same events, and each
+//! connection's [`Transport`] says which one carries it; nothing above this
+//! crate needs to know. What is said to a connection refused before it
+//! becomes an entity comes from the layers above ([`Goodbyes`]).
 #![forbid(unsafe_code)]
 
 mod bridge;

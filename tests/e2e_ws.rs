@@ -441,3 +441,26 @@ async fn tls_handshake_time_counts_against_the_login_deadline() {
     assert!(line.contains("login_timeout"), "{line}");
     assert!(elapsed < Duration::from_millis(2900), "the deadline ignored the handshake: {elapsed:?}");
 }
+
+/// SIGTERM over WebSocket: a logged-in client hears `kicked
+/// {server_shutdown}`, saves, gets its answer, then `disconnected` and Close
+/// 1000 `server_shutdown`; the server exits 0. If this failed, a browser
+/// player's last progress would be lost at every deploy.
+#[tokio::test]
+async fn shutdown_kicks_a_websocket_session_that_saves_and_closes_1000() {
+    let (_dir, mut server) = start_fresh(&["--ws-listen", "127.0.0.1:0", "--kick-save-timeout", "5s"]);
+    let mut ws = Ws::connect(ws_addr(&server, "ws")).await;
+    let login = ws.call("login", json!({"account":"netease3","password":"123"})).await;
+    let token = login["result"]["token"].as_str().unwrap().to_owned();
+    server.terminate();
+    let kicked: Value = serde_json::from_str(&ws.recv_text().await).unwrap();
+    assert_eq!(kicked["method"], json!("kicked"), "{kicked}");
+    assert_eq!(kicked["params"]["reason"], json!("server_shutdown"), "{kicked}");
+    let saved = ws.call("userdata_save", json!({"token": token, "data": {"last": true}})).await;
+    assert_eq!(saved["result"]["version"], json!(1), "{saved}");
+    let bye: Value = serde_json::from_str(&ws.recv_text().await).unwrap();
+    assert_eq!(bye["params"]["reason"], json!("server_shutdown"), "{bye}");
+    ws.expect_close(CloseCode::Normal, "server_shutdown").await;
+    let status = server.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+}

@@ -10,7 +10,7 @@ use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use bevy_time::{Fixed, Time, TimePlugin};
 use portcullis_accounts::{AccountsConfig, AccountsPlugin};
-use portcullis_net::{FrameWaker, NetConfig, NetControl, NetPlugin};
+use portcullis_net::{FrameWaker, HttpPage, ListenFailed, Listening, NetConfig, NetPlugin, Transport};
 use portcullis_rpc::{RpcConfig, RpcPlugin};
 use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
@@ -25,6 +25,10 @@ use crate::runner::RunnerConfig;
 pub struct ServerConfig {
     /// TCP listener address; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// WebSocket listener address (`--ws-listen`); `None`: no WebSocket listener.
+    pub ws_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key (`--tls-cert`, `--tls-key`): TLS on every listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Runner: tick rate and frame-rate cap.
     pub runner: RunnerConfig,
     /// Network limits.
@@ -48,6 +52,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            ws_listen: None,
+            tls: None,
             runner: RunnerConfig::default(),
             net: NetConfig::default(),
             rpc: RpcConfig::default(),
@@ -73,6 +79,8 @@ impl From<&crate::cli::ServeArgs> for ServerConfig {
     fn from(args: &crate::cli::ServeArgs) -> Self {
         Self {
             listen: args.listen,
+            ws_listen: args.ws_listen,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
             runner: RunnerConfig { tick_hz: args.tick_hz, max_frame_hz: args.max_frame_hz },
             net: NetConfig {
                 max_connections: args.max_connections,
@@ -119,6 +127,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be used.
+    #[error("cannot use the TLS certificate and key: {0}")]
+    Tls(#[from] crate::cert::CertError),
     /// The database could not be opened.
     #[error("cannot open the database {path:?}: {source}")]
     Store {
@@ -213,15 +224,23 @@ fn watch_signals(
     }
 }
 
-/// Builds the `serve` app: binds the listener and opens the store first (so
-/// errors are reported, not panicked), then adds `TimePlugin`,
-/// [`ServerPlugins`], [`FrameMetricsPlugin`] and the event-driven runner. Returns the app, the bound
-/// address and its [`Signals`].
-pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signals), ServeError> {
+/// Builds the `serve` app: opens the store first (so its errors are
+/// reported, not panicked), then adds `TimePlugin`, [`ServerPlugins`],
+/// [`FrameMetricsPlugin`] and the event-driven runner. Returns the app and
+/// its [`Signals`]. The listener is bound when the app starts running (in
+/// `Startup`): observe [`Listening`] for the bound address, and
+/// [`ListenFailed`] for a bind that failed (the app then exits with
+/// `AppExit::error()`).
+pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeError> {
     let waker = FrameWaker::default();
-    let net = NetPlugin::bind(config.listen)
-        .map_err(|source| ServeError::Bind { addr: config.listen, source })?
-        .with_config(config.net.clone());
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(crate::cert::load_server_config(cert, key)?),
+        None => None,
+    };
+    // The TLS handshake and the HTTP head count against the login deadline (docs/protocol.md §1.2).
+    let net_config = NetConfig { handshake_timeout: config.session.login_timeout, ..config.net.clone() };
+    let net = NetPlugin { ws_listen: config.ws_listen, tls, http_pages: demo_pages(), ..NetPlugin::tcp(config.listen) }
+        .with_config(net_config);
     let notify_waker = waker.clone();
     let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
         .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
@@ -244,8 +263,16 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, SocketAddr, Signa
         .add_plugins(SignalPlugin::default())
         .add_plugins(FrameMetricsPlugin::every(config.metrics_every));
     config.runner.install(&mut app);
-    let addr = app.world().resource::<NetControl>().local_addr().unwrap_or(config.listen);
-    Ok((app, addr, signals))
+    Ok((app, signals))
+}
+
+/// The pages of the WebSocket port (docs/protocol.md §1.1): the demo page at
+/// `/` and the JavaScript client at `/portcullis.js`, embedded in the binary.
+pub fn demo_pages() -> Vec<HttpPage> {
+    vec![
+        HttpPage::new("/", "text/html; charset=utf-8", include_str!("../clients/js/index.html")),
+        HttpPage::new("/portcullis.js", "text/javascript; charset=utf-8", include_str!("../clients/js/portcullis.js")),
+    ]
 }
 
 /// A server running in this process on its own thread (for `scenario` and tests).
@@ -256,15 +283,24 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Builds the app on a new thread and runs it; returns once it listens.
+    /// Builds the app on a new thread and runs it; returns once it listens
+    /// (or with the error that stopped it).
     pub fn spawn(config: ServerConfig) -> Result<Self, ServeError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("portcullis-server".into())
             .spawn(move || match build_server_app(&config) {
-                Ok((app, addr, signals)) => {
-                    let _ = tx.send(Ok((addr, signals)));
-                    let mut app = app;
+                Ok((mut app, signals)) => {
+                    let (listening, failed) = (tx.clone(), tx);
+                    app.add_observer(move |event: On<Listening>| {
+                        if matches!(event.kind, Transport::Tcp { .. }) {
+                            let _ = listening.send(Ok((event.addr, signals.clone())));
+                        }
+                    });
+                    app.add_observer(move |event: On<ListenFailed>| {
+                        let source = std::io::Error::new(event.error.kind(), event.error.to_string());
+                        let _ = failed.send(Err(ServeError::Bind { addr: event.addr, source }));
+                    });
                     app.run()
                 }
                 Err(e) => {

@@ -25,11 +25,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the reference client's 13-step check (docs/cli.md).
     Scenario(ScenarioArgs),
     /// Manage accounts in the database without a running server.
     Account(AccountArgs),
+    /// Write a self-signed TLS certificate and key for development (docs/cli.md).
+    Cert(CertArgs),
+}
+
+/// Flags of `portcullis cert` (docs/cli.md).
+#[derive(Debug, Clone, Args)]
+pub struct CertArgs {
+    /// Directory to write `cert.pem` and `key.pem` into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A further host name or IP address the certificate is valid for
+    /// (besides localhost, 127.0.0.1 and ::1); repeatable.
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -50,6 +64,15 @@ pub struct ServeArgs {
     /// TCP listener (NDJSON JSON-RPC). Port 0 picks a free port.
     #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:7777")]
     pub listen: SocketAddr,
+    /// WebSocket listener (docs/protocol.md §1.1), off unless given. Port 0 picks a free port.
+    #[arg(long, env = "PORTCULLIS_WS_LISTEN")]
+    pub ws_listen: Option<SocketAddr>,
+    /// PEM certificate chain: every listener requires TLS (needs --tls-key).
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (needs --tls-cert).
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// SQLite database file, created with its schema if missing.
     #[arg(long, env = "PORTCULLIS_DB", default_value = "portcullis.db")]
     pub db: PathBuf,

@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod app;
+pub mod cert;
 pub mod cli;
 pub mod metrics;
 pub mod runner;
@@ -46,7 +47,7 @@ pub use portcullis_userdata as userdata;
 ///
 /// let mut app = App::new();
 /// app.add_plugins(bevy_time::TimePlugin)
-///     .add_plugins(ServerPlugins.set(NetPlugin::bind("127.0.0.1:0".parse().unwrap()).unwrap()));
+///     .add_plugins(ServerPlugins.set(NetPlugin::tcp("127.0.0.1:0".parse().unwrap())));
 /// ```
 pub struct ServerPlugins;
 

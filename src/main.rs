@@ -4,9 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use bevy_ecs::prelude::*;
 use clap::Parser;
 use portcullis::app::{ServerConfig, build_server_app};
 use portcullis::cli::{Cli, Command, ServeArgs};
+use portcullis::net::{ListenFailed, Listening, Transport};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -14,6 +16,13 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         None => serve(&cli.serve),
         Some(Command::Scenario(args)) => portcullis::scenario::run_cli(&args),
+        Some(Command::Cert(args)) => match portcullis::cert::write_pair(&args.out, &args.hosts) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Some(Command::Account(args)) => {
             let stdin = std::io::stdin();
             match portcullis::account::run(&args, &mut stdin.lock(), &mut std::io::stdout().lock()) {
@@ -37,7 +46,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         .with_env_filter(filter)
         .try_init();
     let config = ServerConfig::from(args);
-    let (mut app, addr, signals) = match build_server_app(&config) {
+    let (mut app, signals) = match build_server_app(&config) {
         Ok(built) => built,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
@@ -51,11 +60,24 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if args.stop_on_stdin_eof {
         stop_on_stdin_eof(signals.clone());
     }
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on {addr}");
-    let _ = stdout.flush();
-    drop(stdout);
+    app.add_observer(print_listening).add_observer(|failed: On<ListenFailed>| {
+        let _ = writeln!(std::io::stderr(), "error: {}", *failed);
+    });
     if app.run().is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Prints one `listening on` line per listener once every listener is bound
+/// (docs/cli.md, "Output"): the TCP address as `IP:PORT`, a WebSocket one as
+/// `ws://IP:PORT` (`wss://` with TLS).
+fn print_listening(listening: On<Listening>) {
+    let addr = listening.addr;
+    let mut stdout = std::io::stdout().lock();
+    let _ = match listening.kind {
+        Transport::WebSocket { tls: false } => writeln!(stdout, "listening on ws://{addr}"),
+        Transport::WebSocket { tls: true } => writeln!(stdout, "listening on wss://{addr}"),
+        _ => writeln!(stdout, "listening on {addr}"),
+    };
+    let _ = stdout.flush();
 }
 
 /// Raises a shutdown signal when stdin reaches end of file (the parent is

@@ -477,3 +477,33 @@ async fn sigterm_on_idle_server_exits_with_status_zero() {
     let status = server.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
 }
+
+/// `serve` on an address already in use prints no `listening on` line, says
+/// `error: cannot listen on ADDR: ...` on stderr and exits 1 (docs/cli.md,
+/// "Exit status"). If this failed, a script waiting for the line would hang
+/// or a supervisor would read a crash (a panic exits 101) as a bad address.
+#[test]
+fn address_in_use_exits_one_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--listen", &addr, "--argon2-memory-kib", "8", "--argon2-iterations", "1", "--db"])
+        .arg(dir.path().join("db.sqlite"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve on a taken address did not exit within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "exit status; stderr:\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "", "nothing on stdout");
+    assert!(stderr.contains(&format!("error: cannot listen on {addr}: ")), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+}

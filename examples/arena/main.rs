@@ -18,8 +18,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use bevy_app::prelude::*;
+use bevy_ecs::observer::On;
 use bevy_time::{Fixed, Time, TimePlugin};
-use portcullis::net::{FrameWaker, NetControl};
+use portcullis::net::{FrameWaker, ListenFailed, Listening};
 use portcullis::prelude::*;
 use portcullis::runner::RunnerConfig;
 use portcullis::store::StoreConfig;
@@ -28,7 +29,7 @@ use portcullis::store::StoreConfig;
 const TICK_HZ: f64 = 10.0;
 
 fn main() -> ExitCode {
-    let net = match bind_from_args() {
+    let net = match listen_from_args() {
         Ok(net) => net,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "arena: {e}");
@@ -46,9 +47,13 @@ fn main() -> ExitCode {
         )
         .add_plugins(game::ArenaPlugin::default());
     RunnerConfig { tick_hz: TICK_HZ, ..Default::default() }.install(&mut app);
-
-    let addr = app.world().resource::<NetControl>().local_addr().map_or_else(|| "?".to_owned(), |a| a.to_string());
-    let _ = writeln!(std::io::stdout(), "listening on {addr}");
+    // The listener is bound when the app starts; these report how it went.
+    app.add_observer(|listening: On<Listening>| {
+        let _ = writeln!(std::io::stdout(), "listening on {}", listening.addr);
+    })
+    .add_observer(|failed: On<ListenFailed>| {
+        let _ = writeln!(std::io::stderr(), "arena: {}", *failed);
+    });
     match app.run() {
         AppExit::Success => ExitCode::SUCCESS,
         AppExit::Error(_) => ExitCode::FAILURE,
@@ -57,8 +62,8 @@ fn main() -> ExitCode {
 
 /// The listener on the first argument (`ADDR` or `--listen ADDR`), by
 /// default `127.0.0.1:7777`; port 0 picks a free port.
-fn bind_from_args() -> Result<NetPlugin, String> {
+fn listen_from_args() -> Result<NetPlugin, String> {
     let arg = std::env::args().skip(1).find(|a| a != "--listen").unwrap_or_else(|| "127.0.0.1:7777".to_owned());
     let addr: SocketAddr = arg.parse().map_err(|e| format!("bad address {arg:?}: {e}"))?;
-    NetPlugin::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))
+    Ok(NetPlugin::tcp(addr))
 }

@@ -34,6 +34,8 @@ pub struct Server {
     pub addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
     exited: Option<ExitStatus>,
+    /// The stdout lines after the first, as they come.
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -70,15 +72,20 @@ impl Server {
         let mut out_pipe = StdBufReader::new(child.stdout.take().unwrap());
         let (first_tx, first_rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Every line goes to the test, and the pipe is drained to its end
+            // so the child never blocks on a full pipe.
             let mut line = String::new();
-            let _ = out_pipe.read_line(&mut line);
-            let _ = first_tx.send(line);
-            // Keep draining so the child never blocks on a full pipe.
+            while out_pipe.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = first_tx.send(std::mem::take(&mut line));
+            }
             let mut rest = Vec::new();
             let _ = out_pipe.read_to_end(&mut rest);
         });
 
-        let mut server = Server { child, addr: SocketAddr::from(([0, 0, 0, 0], 0)), stderr, exited: None };
+        // Until the first line is read, `stdout` is an empty channel; then the lines' one.
+        let (_, no_lines) = mpsc::channel();
+        let placeholder = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut server = Server { child, addr: placeholder, stderr, exited: None, stdout: no_lines };
         let line = match first_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) => line,
             Err(e) => panic!("no `listening on` line within 20 s ({e}); stderr:\n{}", server.stderr_text()),
@@ -91,7 +98,14 @@ impl Server {
         assert_eq!(addr.ip().to_string(), "127.0.0.1", "listening line {line:?}");
         assert_ne!(addr.port(), 0, "listening line must carry the real port: {line:?}");
         server.addr = addr;
+        server.stdout = first_rx;
         server
+    }
+
+    /// The next stdout line after the first (without its `\n`), waiting up
+    /// to `limit`; `None` if none came.
+    pub fn next_stdout_line(&self, limit: Duration) -> Option<String> {
+        self.stdout.recv_timeout(limit).ok().map(|l| l.trim_end_matches('\n').to_owned())
     }
 
     /// The child's process id.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::codec::is_blank;
-use crate::connection::{CloseCause, Connection, ConnectionId, Inbox, InboxItem, RateBucket, Sink};
+use crate::connection::{CloseCause, Connection, ConnectionId, Inbox, InboxItem, Link, RateBucket};
 use crate::{FrameWaker, NetConfig};
 
 /// What a transport tells the ECS. Sent through one `crossbeam_channel`.
@@ -23,8 +23,8 @@ pub enum NetEvent {
         id: ConnectionId,
         /// The peer's address.
         peer: SocketAddr,
-        /// How to reach the connection's writer.
-        sink: Sink,
+        /// The transport's end of the connection.
+        link: Link,
     },
     /// One frame (the bytes before `\n`, a trailing `\r` stripped).
     Frame {
@@ -32,6 +32,11 @@ pub enum NetEvent {
         id: ConnectionId,
         /// The frame.
         bytes: Bytes,
+    },
+    /// A binary WebSocket message: it carries no frame (docs/protocol.md §1.1).
+    Binary {
+        /// The connection.
+        id: ConnectionId,
     },
     /// A frame passed `max_frame_bytes`; the transport stopped reading.
     TooLarge {
@@ -118,12 +123,13 @@ impl ConnectionIndex {
     }
 }
 
-/// Connections the JSON-RPC dispatcher must look at, so that no system has to
-/// walk every connection every frame (10,000 idle sessions cost nothing).
+/// Connections whose inbox the layer above must look at, so that no system
+/// has to walk every connection every frame (10,000 idle connections cost
+/// nothing).
 ///
 /// An entity is marked when its inbox goes from empty to non-empty, when its
-/// client half-closes, and (by the JSON-RPC plugin) when the last request
-/// holding its frames is answered. Invariant: a connection with waiting
+/// client half-closes, and (by the layer above) when whatever held its frames
+/// back is done. Invariant: a connection with waiting
 /// frames that is neither closing nor held is marked. Duplicates are
 /// allowed; visiting a connection with nothing to do is harmless.
 /// Inserted by `NetPlugin`.
@@ -134,22 +140,22 @@ pub struct ReadyInboxes {
 }
 
 impl ReadyInboxes {
-    /// Marks a connection for the next dispatch.
+    /// Marks a connection to be looked at next.
     pub fn mark(&mut self, entity: Entity) {
         self.pending.push(entity);
     }
 
-    /// Whether some connection waits for a dispatch.
+    /// Whether some connection waits to be looked at.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
-    /// Takes the marked connections, in marking order (the dispatcher's input).
+    /// Takes the marked connections, in marking order.
     pub fn take_pending(&mut self) -> Vec<Entity> {
         std::mem::take(&mut self.pending)
     }
 
-    /// Records connections the dispatcher looked at this frame, for the
+    /// Records connections the layer above looked at this frame, for the
     /// end-of-frame checks ([`take_visited`](Self::take_visited)).
     pub fn extend_visited(&mut self, entities: impl IntoIterator<Item = Entity>) {
         self.visited.extend(entities);
@@ -227,16 +233,17 @@ pub fn receive_net_events(world: &mut World) {
     let queued = bridge.rx.len();
     for event in bridge.rx.try_iter().take(queued) {
         match event {
-            NetEvent::Connected { id, peer, sink } => {
+            NetEvent::Connected { id, peer, link } => {
                 let inbox = Inbox {
                     last_activity: now,
                     bucket: RateBucket::full(config.rate_burst, now),
                     ..Default::default()
                 };
-                let conn = Connection::new(id, peer, sink, bridge.closing_tx.clone());
-                let entity = world.spawn((conn, inbox)).id();
+                let transport = link.transport;
+                let conn = Connection::new(id, peer, link, bridge.closing_tx.clone());
+                let entity = world.spawn((conn, transport, inbox)).id();
                 world.resource_mut::<ConnectionIndex>().map.insert(id, entity);
-                bevy_log::debug!(conn = %id, peer = %peer, "connected");
+                bevy_log::debug!(conn = %id, peer = %peer, transport = %transport, "connected");
                 world.trigger(ConnectionOpened { entity });
                 // Apply what observers queued (components of other plugins)
                 // before any later event of this connection is handled.
@@ -264,6 +271,20 @@ pub fn receive_net_events(world: &mut World) {
                 inbox.items.push_back(InboxItem::Frame { bytes, admission });
                 if was_empty {
                     world.resource_mut::<ReadyInboxes>().mark(entity);
+                }
+            }
+            NetEvent::Binary { id } => {
+                let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
+                if let Some(mut inbox) = world.get_mut::<Inbox>(entity) {
+                    inbox.last_activity = now;
+                    if inbox.eof {
+                        continue;
+                    }
+                    let was_empty = inbox.items.is_empty();
+                    inbox.items.push_back(InboxItem::Binary);
+                    if was_empty {
+                        world.resource_mut::<ReadyInboxes>().mark(entity);
+                    }
                 }
             }
             NetEvent::TooLarge { id } => {

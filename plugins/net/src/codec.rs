@@ -21,7 +21,7 @@ pub enum FrameError {
 ///
 /// Built on tokio-util's [`AnyDelimiterCodec`] with `\n` as the only
 /// delimiter; it works on bytes, not `String`s, so invalid UTF-8 reaches the
-/// JSON-RPC layer (which answers `-32700`) instead of ending the stream. The
+/// layer above (which answers it) instead of ending the stream. The
 /// limit counts a trailing `\r`, which is stripped from the frame. Bytes of an
 /// unfinished frame at end of stream are dropped: a frame is only complete with
 /// its `\n`.

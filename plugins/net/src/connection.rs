@@ -11,8 +11,6 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 use tokio_util::sync::CancellationToken;
 
-use crate::bridge::NetEvent;
-
 /// A connection's id, unique for the life of the process (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
@@ -26,34 +24,114 @@ impl std::fmt::Display for ConnectionId {
 /// What the ECS asks a connection's writer to do, in order.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// Write one message; the writer appends the `\n`.
+    /// Write one message; a line transport appends the `\n`, a message
+    /// transport (WebSocket) sends it as one text message.
     Line(String),
     /// Flush everything queued before, then close the connection.
-    Close,
+    Close {
+        /// The text a transport that carries one sends with its close (the
+        /// reason of a WebSocket Close frame); `None` for none.
+        reason: Option<String>,
+    },
 }
 
-/// Which transport carries a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which transport carries a connection: readable on every connection entity
+/// (as a component and through [`Connection::transport`]), for logs and the
+/// admin view. Nothing above the network layer needs to branch on it.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[component(immutable)]
+#[non_exhaustive]
 pub enum Transport {
-    /// A TCP socket served by the tokio runtime.
-    Tcp,
+    /// Lines over a TCP socket (docs/protocol.md §1).
+    Tcp {
+        /// Inside TLS (docs/protocol.md §1.2).
+        tls: bool,
+    },
+    /// Text messages over a WebSocket (docs/protocol.md §1.1).
+    WebSocket {
+        /// Inside TLS (`wss://`, docs/protocol.md §1.2).
+        tls: bool,
+    },
     /// The in-memory transport of [`crate::TestClient`].
     Memory,
 }
 
-/// How the ECS reaches a connection's writer.
-#[derive(Debug)]
-pub(crate) enum Sink {
-    Tcp { tx: tokio::sync::mpsc::Sender<Outgoing>, abort: CancellationToken, shared: Arc<SharedState> },
-    Memory { tx: Sender<Outgoing>, events: Sender<NetEvent>, shared: Arc<SharedState> },
-}
+impl Transport {
+    /// Whether the transport is encrypted with TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Tcp { tls: true } | Self::WebSocket { tls: true })
+    }
 
-impl Sink {
-    fn shared(&self) -> &SharedState {
+    /// A short name: `tcp`, `tls`, `ws`, `wss` or `memory`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Tcp { shared, .. } | Self::Memory { shared, .. } => shared,
+            Self::Tcp { tls: false } => "tcp",
+            Self::Tcp { tls: true } => "tls",
+            Self::WebSocket { tls: false } => "ws",
+            Self::WebSocket { tls: true } => "wss",
+            Self::Memory => "memory",
         }
     }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The transport's end of a connection, as the ECS side reaches it. Each
+/// transport implements it: the socket transports (TCP, TLS, WebSocket) with
+/// a queue into their writer task ([`TaskOutbound`]), the in-memory transport
+/// with a queue the [`crate::TestClient`] reads. None of these calls blocks.
+pub(crate) trait Outbound: Send + Sync + std::fmt::Debug + 'static {
+    /// Queues one item for the writer; `false` when the queue is full (a
+    /// queue whose reader is gone accepts, its end is on its way).
+    fn push(&self, item: Outgoing) -> bool;
+    /// Ends the connection at once, dropping whatever is still queued.
+    fn abort(&self);
+    /// Asks the reader to report [`crate::InputDrained`] once the input that
+    /// is waiting now has been read ([`DrainStatus::Pending`]), or answers
+    /// [`DrainStatus::Drained`] when every frame reached the ECS already.
+    fn request_drain(&self, shared: &SharedState) -> DrainStatus;
+}
+
+/// The [`Outbound`] of the socket transports: a bounded queue into the
+/// connection's writer task and a token that aborts the connection's task.
+#[derive(Debug)]
+pub(crate) struct TaskOutbound {
+    pub(crate) tx: tokio::sync::mpsc::Sender<Outgoing>,
+    pub(crate) abort: CancellationToken,
+}
+
+impl Outbound for TaskOutbound {
+    fn push(&self, item: Outgoing) -> bool {
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            // A closed channel means the writer is gone: the Closed event is on its way.
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => false,
+        }
+    }
+
+    fn abort(&self) {
+        self.abort.cancel();
+    }
+
+    fn request_drain(&self, shared: &SharedState) -> DrainStatus {
+        shared.request_drain();
+        DrainStatus::Pending
+    }
+}
+
+/// Everything a transport hands the ECS about a new connection.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) transport: Transport,
+    pub(crate) shared: Arc<SharedState>,
+    pub(crate) outbound: Box<dyn Outbound>,
+    /// From the accept until the connection could carry messages.
+    pub(crate) handshake: Duration,
 }
 
 /// State shared by a connection's ECS side and its transport: the unsent
@@ -110,7 +188,7 @@ impl SharedState {
         self.drain_requested.swap(false, Ordering::AcqRel)
     }
 
-    fn request_drain(&self) {
+    pub(crate) fn request_drain(&self) {
         self.drain_requested.store(true, Ordering::Release);
         self.drain.notify_one();
     }
@@ -146,7 +224,9 @@ pub struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
     transport: Transport,
-    sink: Sink,
+    handshake: Duration,
+    shared: Arc<SharedState>,
+    outbound: Box<dyn Outbound>,
     closing: AtomicBool,
     /// Tells the ECS once when the close begins ([`crate::ConnectionClosing`]).
     closing_feed: Sender<ConnectionId>,
@@ -164,12 +244,9 @@ pub enum SendStatus {
 }
 
 impl Connection {
-    pub(crate) fn new(id: ConnectionId, peer: SocketAddr, sink: Sink, closing_feed: Sender<ConnectionId>) -> Self {
-        let transport = match sink {
-            Sink::Tcp { .. } => Transport::Tcp,
-            Sink::Memory { .. } => Transport::Memory,
-        };
-        Self { id, peer, transport, sink, closing: AtomicBool::new(false), closing_feed }
+    pub(crate) fn new(id: ConnectionId, peer: SocketAddr, link: Link, closing_feed: Sender<ConnectionId>) -> Self {
+        let Link { transport, shared, outbound, handshake } = link;
+        Self { id, peer, transport, handshake, shared, outbound, closing: AtomicBool::new(false), closing_feed }
     }
 
     /// The connection's process-unique id (the `conn` field of log lines).
@@ -187,6 +264,14 @@ impl Connection {
         self.transport
     }
 
+    /// How long the transport's handshake took before the connection could
+    /// carry messages (TLS, the WebSocket upgrade; zero for plain TCP and the
+    /// in-memory transport). It counts against the login deadline
+    /// (docs/protocol.md §1.2).
+    pub fn handshake_time(&self) -> Duration {
+        self.handshake
+    }
+
     /// Whether a close was asked for (by [`close`](Self::close), [`abort`](Self::abort)
     /// or an overflow). A closing connection accepts no more messages.
     pub fn is_closing(&self) -> bool {
@@ -201,7 +286,7 @@ impl Connection {
         if self.is_closing() {
             return SendStatus::Closing;
         }
-        let shared = self.sink.shared();
+        let shared = &self.shared;
         let len = line.len() + 1;
         let unsent = shared.unsent.fetch_add(len, Ordering::AcqRel) + len;
         if unsent > shared.max_unsent {
@@ -223,46 +308,50 @@ impl Connection {
     /// Bytes of output queued with [`send`](Self::send) and not yet written to
     /// the socket (in memory: not yet read by the [`crate::TestClient`]).
     pub fn unsent_bytes(&self) -> usize {
-        self.sink.shared().unsent()
+        self.shared.unsent()
     }
 
     /// Asks the transport to confirm that the input already waiting for this
     /// connection (in the kernel's socket buffer) has been read, so that a
     /// deadline is judged only after it (docs/protocol.md §6, "Deadlines").
-    /// Never blocks. The TCP reader reads what is pending and then reports
+    /// Never blocks. A socket reader reads what is pending and then reports
     /// [`InputDrained`](crate::InputDrained) ([`DrainStatus::Pending`]); a
     /// reader that no longer reads (end of stream, backpressure, a frame too
     /// large) reports at once. The in-memory transport hands every frame to the
     /// ECS when the test sends it, so it answers [`DrainStatus::Drained`] here;
     /// so does a closing connection.
     pub fn confirm_input_drained(&self) -> DrainStatus {
-        match &self.sink {
-            Sink::Tcp { shared, .. } if !self.is_closing() => {
-                shared.request_drain();
-                DrainStatus::Pending
-            }
-            Sink::Tcp { .. } | Sink::Memory { .. } => DrainStatus::Drained,
+        if self.is_closing() {
+            return DrainStatus::Drained;
         }
+        self.outbound.request_drain(&self.shared)
     }
 
     /// Closes gracefully: everything queued before is written first. Idempotent.
     pub fn close(&self) {
+        self.close_inner(None);
+    }
+
+    /// Like [`close`](Self::close), with the text that a transport carrying
+    /// one sends with its close: a WebSocket Close frame (status 1000) has
+    /// it as its reason (docs/protocol.md §1.1); a TCP connection ignores it.
+    pub fn close_with_reason(&self, reason: &str) {
+        self.close_inner(Some(reason.to_owned()));
+    }
+
+    fn close_inner(&self, reason: Option<String>) {
         if !self.begin_closing() {
             return;
         }
-        if !self.push(Outgoing::Close) {
-            self.hard_close();
-            return;
-        }
-        if let Sink::Memory { events, .. } = &self.sink {
-            let _ = events.send(NetEvent::Closed { id: self.id, cause: CloseCause::Server });
+        if !self.outbound.push(Outgoing::Close { reason }) {
+            self.outbound.abort();
         }
     }
 
     /// Closes at once, dropping whatever is still queued. Idempotent.
     pub fn abort(&self) {
         self.begin_closing();
-        self.hard_close();
+        self.outbound.abort();
     }
 
     /// Sets the closing flag; the first time, reports the close to the ECS
@@ -275,25 +364,8 @@ impl Connection {
         true
     }
 
-    fn hard_close(&self) {
-        match &self.sink {
-            Sink::Tcp { abort, .. } => abort.cancel(),
-            Sink::Memory { events, .. } => {
-                let _ = events.send(NetEvent::Closed { id: self.id, cause: CloseCause::Aborted });
-            }
-        }
-    }
-
     fn push(&self, item: Outgoing) -> bool {
-        match &self.sink {
-            Sink::Tcp { tx, .. } => match tx.try_send(item) {
-                Ok(()) => true,
-                // A closed channel means the writer is gone: the Closed event is on its way.
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => true,
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => false,
-            },
-            Sink::Memory { tx, .. } => !matches!(tx.try_send(item), Err(crossbeam_channel::TrySendError::Full(_))),
-        }
+        self.outbound.push(item)
     }
 }
 
@@ -345,11 +417,14 @@ pub enum InboxItem {
     },
     /// A frame passed `max_frame_bytes`; nothing more will be read (docs/protocol.md §1).
     TooLarge,
+    /// A message of a kind that carries no frame (a binary WebSocket
+    /// message, docs/protocol.md §1.1); it took no rate token.
+    Binary,
 }
 
 /// Frames received on a connection and not yet handled, plus activity
 /// bookkeeping. Inserted with [`Connection`] by the receive system, which
-/// pushes to it; the JSON-RPC dispatcher pops from it. Blank frames are never
+/// pushes to it; the layer above pops from it. Blank frames are never
 /// queued, they only count as activity.
 #[derive(Component, Debug, Default)]
 pub struct Inbox {
@@ -359,16 +434,15 @@ pub struct Inbox {
     /// invalid) arrived, or when the connection opened (docs/protocol.md §6, "Idle").
     pub last_activity: Duration,
     /// The client closed its sending side; once every frame it sent has been
-    /// answered the JSON-RPC plugin closes the connection (without a
-    /// `disconnected` message).
+    /// handled the layer above closes the connection (without a goodbye).
     pub eof: bool,
     pub(crate) bucket: RateBucket,
 }
 
 impl Inbox {
     /// Takes one rate token for a unit of input that arrived inside a frame
-    /// already admitted, at `now` (`Time<Real>` elapsed): the members after
-    /// the first of a JSON-RPC batch each cost their own token
+    /// already admitted, at `now` (`Time<Real>` elapsed): a layer above that
+    /// finds several messages in one frame charges each after the first
     /// (docs/protocol.md §2). Same rules as a frame's admission on arrival.
     pub fn admit(&mut self, now: Duration, config: &crate::NetConfig) -> Admission {
         self.bucket.admit(now, config.rate_limit, config.rate_burst)

@@ -17,18 +17,31 @@
 //! waiting in the socket ([`InputDrained`], docs/protocol.md §6, "Deadlines").
 //! [`TestClient`] is an in-memory transport through the same systems, for
 //! tests without sockets.
+//!
+//! Listeners ([`NetPlugin`], bound in `Startup`): TCP lines
+//! (docs/protocol.md §1) and WebSocket text messages with a few fixed HTTP
+//! pages on the same port (§1.1, `ws.rs`, `http.rs`), either inside TLS
+//! (§1.2). Every transport hands the ECS the same events, and each
+//! connection's [`Transport`] says which one carries it; nothing above this
+//! crate needs to know. What is said to a connection refused before it
+//! becomes an entity comes from the layers above ([`Goodbyes`]).
 #![forbid(unsafe_code)]
 
 mod bridge;
 mod codec;
 mod connection;
+mod goodbye;
+mod http;
 mod listener;
+mod startup;
+mod stream;
 mod testing;
 mod waker;
+mod ws;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
@@ -37,8 +50,12 @@ use tokio_util::sync::CancellationToken;
 pub use bridge::*;
 pub use codec::*;
 pub use connection::*;
-pub use listener::{SERVER_FULL_LINE, SERVER_SHUTDOWN_LINE};
+pub use goodbye::*;
+pub use http::HttpPage;
+pub use startup::{ListenFailed, Listening};
 pub use testing::*;
+/// The TLS server configuration type of [`NetPlugin::tls`] (rustls, through tokio-rustls).
+pub use tokio_rustls::rustls::ServerConfig as TlsServerConfig;
 pub use waker::*;
 
 /// Where in the frame the network plugin works. Configured in `Update`:
@@ -49,18 +66,18 @@ pub enum NetSystems {
     /// Drain the transport channel into `Connection` entities and inboxes.
     Receive,
     /// Report connections whose close began ([`ConnectionClosing`]). Between
-    /// `Receive` and `Send`; the session plugin runs it after the dispatcher
-    /// and before its timers.
+    /// `Receive` and `Send`; the layers above order it among their systems.
     Closing,
-    /// End of frame: after everything that answers requests and before
-    /// the frame ends (the JSON-RPC plugin closes finished connections here).
+    /// End of frame: after everything that answers input and before the
+    /// frame ends (the layer above closes finished connections here).
     Send,
 }
 
 /// Limits of the network layer, inserted as a resource by [`NetPlugin`] (read-only).
 #[derive(Resource, Debug, Clone)]
 pub struct NetConfig {
-    /// Connections open at once; one more gets `server_full` (docs/protocol.md §6).
+    /// Connections open at once, every listener together; one more gets the
+    /// [`Goodbyes::server_full`] goodbye (docs/protocol.md §6).
     pub max_connections: usize,
     /// Largest frame in bytes, before the `\n` (docs/protocol.md §1).
     pub max_frame_bytes: usize,
@@ -80,6 +97,10 @@ pub struct NetConfig {
     /// on the store); one more is refused and closes the connection like a
     /// rate-limit flood. Bounds memory when the rate limit is raised.
     pub max_queued_frames: usize,
+    /// The TLS handshake and a WebSocket port's HTTP request head must be
+    /// done within this after the accept, or the socket is closed without a
+    /// word (docs/protocol.md §1.2); the server app sets it to the login timeout.
+    pub handshake_timeout: std::time::Duration,
 }
 
 impl Default for NetConfig {
@@ -92,33 +113,49 @@ impl Default for NetConfig {
             rate_limit: 50.0,
             rate_burst: 100,
             max_queued_frames: 1024,
+            handshake_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
 
-/// The network plugin: a TCP listener (unless built with
-/// [`NetPlugin::memory`]) and the systems that turn its traffic into entities.
+/// The network plugin: the listeners (unless built with
+/// [`NetPlugin::memory`]) and the systems that turn their traffic into
+/// entities.
+///
+/// `build` only inserts resources and systems; the listeners are bound in
+/// `Startup` (the first `app.update()`). Once every listener is bound,
+/// [`Listening`] is triggered for each, in order, and
+/// [`NetControl::local_addr`] has the real address. A bind that fails is
+/// logged as an error, kept as the [`ListenFailed`] resource (and triggered as
+/// that event), and ends the app with `AppExit::error()`; nothing panics.
 ///
 /// # Examples
 ///
 /// ```no_run
 /// use bevy_app::App;
-/// use portcullis_net::NetPlugin;
+/// use bevy_ecs::observer::On;
+/// use portcullis_net::{Listening, NetPlugin};
 ///
-/// let plugin = NetPlugin::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
 /// let mut app = App::new();
-/// app.add_plugins((bevy_time::TimePlugin, plugin));
+/// app.add_plugins((bevy_time::TimePlugin, NetPlugin::tcp("127.0.0.1:0".parse().unwrap())))
+///     .add_observer(|listening: On<Listening>| println!("listening on {}", listening.addr));
+/// app.update(); // binds
 /// ```
 pub struct NetPlugin {
     /// Limits, copied into the [`NetConfig`] resource.
     pub config: NetConfig,
-    /// Address to listen on; `None` serves only the in-memory transport.
-    /// Binding happens in `build` and panics on failure; use
-    /// [`NetPlugin::bind`] to handle the error yourself.
+    /// Address of the TCP listener (lines, docs/protocol.md §1); port 0 picks
+    /// a free port. `None`: no TCP listener.
     pub listen: Option<SocketAddr>,
+    /// Address of the WebSocket listener (docs/protocol.md §1.1); `None`: none.
+    pub ws_listen: Option<SocketAddr>,
+    /// TLS on every listener (docs/protocol.md §1.2); `None`: plain text.
+    pub tls: Option<Arc<TlsServerConfig>>,
+    /// Pages served to plain HTTP `GET`s on the WebSocket port (any other
+    /// path is `404`, docs/protocol.md §1.1).
+    pub http_pages: Vec<HttpPage>,
     /// Threads of the tokio runtime (0 = one per core).
     pub io_threads: usize,
-    bound: Mutex<Option<std::net::TcpListener>>,
 }
 
 impl Default for NetPlugin {
@@ -126,8 +163,10 @@ impl Default for NetPlugin {
         Self {
             config: NetConfig::default(),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 7777))),
+            ws_listen: None,
+            tls: None,
+            http_pages: Vec::new(),
             io_threads: 0,
-            bound: Mutex::new(None),
         }
     }
 }
@@ -138,26 +177,15 @@ impl NetPlugin {
         Self { listen: None, ..Default::default() }
     }
 
-    /// Binds `addr` now, so the caller sees a bind error (and learns the port
-    /// when `addr` has port 0, via [`NetControl::local_addr`] once built).
-    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = bind_listener(addr)?;
-        Ok(Self { listen: Some(addr), bound: Mutex::new(Some(listener)), ..Default::default() })
+    /// A TCP listener on `addr`, bound at startup.
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self { listen: Some(addr), ..Default::default() }
     }
 
     /// Replaces the limits.
     pub fn with_config(mut self, config: NetConfig) -> Self {
         self.config = config;
         self
-    }
-
-    fn take_listener(&self) -> Option<std::net::TcpListener> {
-        let bound = self.bound.lock().unwrap_or_else(|p| p.into_inner()).take();
-        bound.or_else(|| {
-            let addr = self.listen?;
-            let listener = bind_listener(addr).unwrap_or_else(|e| panic!("NetPlugin: cannot listen on {addr}: {e}"));
-            Some(listener)
-        })
     }
 }
 
@@ -166,37 +194,35 @@ impl NetPlugin {
 /// a reconnect storm is not throttled by the kernel's SYN retries.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Binds a non-blocking TCP listener on `addr` with a backlog of [`LISTEN_BACKLOG`].
-fn bind_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    // std binds and listens with a backlog of 128; listen(2) again on the
-    // listening socket only raises the backlog of its accept queue.
-    let listener = std::net::TcpListener::bind(addr)?;
-    rustix::net::listen(&listener, LISTEN_BACKLOG)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
-}
-
-/// Control of the TCP side, inserted as a resource by [`NetPlugin`].
+/// Control of the listeners, inserted as a resource by [`NetPlugin`].
 #[derive(Resource)]
 pub struct NetControl {
-    local_addr: Option<SocketAddr>,
-    stop_accepting: CancellationToken,
-    open: Arc<AtomicUsize>,
-    runtime: Option<tokio::runtime::Runtime>,
+    pub(crate) local_addr: Option<SocketAddr>,
+    pub(crate) ws_local_addr: Option<SocketAddr>,
+    pub(crate) stop_accepting: CancellationToken,
+    pub(crate) open: Arc<AtomicUsize>,
+    pub(crate) runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl NetControl {
-    /// The address the listener is bound to (the real port when asked for port 0).
+    /// The address the TCP listener is bound to (the real port when asked
+    /// for port 0); `None` before `Startup` or without a TCP listener.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
-    /// Closes the listener: new connections are refused (graceful shutdown, docs/protocol.md §6).
+    /// The address the WebSocket listener is bound to; `None` before
+    /// `Startup` or without one.
+    pub fn ws_local_addr(&self) -> Option<SocketAddr> {
+        self.ws_local_addr
+    }
+
+    /// Closes the listeners: new connections are refused (graceful shutdown, docs/protocol.md §6).
     pub fn stop_accepting(&self) {
         self.stop_accepting.cancel();
     }
 
-    /// Open TCP connections, as counted by the accept loop.
+    /// Open socket connections, as counted by the accept loops.
     pub fn open_tcp_connections(&self) -> usize {
         self.open.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -215,50 +241,32 @@ impl Plugin for NetPlugin {
     fn build(&self, app: &mut App) {
         let waker = app.world().get_resource::<FrameWaker>().cloned().unwrap_or_default();
         let bridge = NetBridge::new(waker.clone());
-        let stop_accepting = CancellationToken::new();
-        let open = Arc::new(AtomicUsize::new(0));
-        let mut control =
-            NetControl { local_addr: None, stop_accepting: stop_accepting.clone(), open: open.clone(), runtime: None };
-
-        if let Some(std_listener) = self.take_listener() {
-            control.local_addr = std_listener.local_addr().ok();
-            let threads = if self.io_threads == 0 {
-                std::thread::available_parallelism().map_or(2, usize::from)
-            } else {
-                self.io_threads
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .thread_name("portcullis-net")
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("NetPlugin: cannot start the tokio runtime: {e}"));
-            let settings = listener::ListenerSettings {
-                max_connections: self.config.max_connections,
-                max_frame_bytes: self.config.max_frame_bytes,
-                outbound_queue: self.config.outbound_queue,
-                outbound_queue_bytes: self.config.outbound_queue_bytes,
-            };
-            let listener = {
-                let _guard = runtime.enter();
-                tokio::net::TcpListener::from_std(std_listener)
-                    .unwrap_or_else(|e| panic!("NetPlugin: cannot register the listener: {e}"))
-            };
-            runtime.spawn(listener::accept_loop(listener, settings, bridge.clone(), stop_accepting, open));
-            control.runtime = Some(runtime);
-            if let Some(addr) = control.local_addr {
-                bevy_log::info!(addr = %addr, "listening");
-            }
-        }
+        let control = NetControl {
+            local_addr: None,
+            ws_local_addr: None,
+            stop_accepting: CancellationToken::new(),
+            open: Arc::new(AtomicUsize::new(0)),
+            runtime: None,
+        };
+        let plan = startup::ListenPlan {
+            tcp: self.listen,
+            ws: self.ws_listen,
+            tls: self.tls.clone(),
+            pages: Arc::new(self.http_pages.clone()),
+            io_threads: self.io_threads,
+        };
 
         app.insert_resource(waker)
             .insert_resource(bridge)
             .insert_resource(self.config.clone())
             .insert_resource(control)
+            .insert_resource(plan)
+            .init_resource::<Goodbyes>()
             .init_resource::<ConnectionIndex>()
             .init_resource::<ReadyInboxes>()
             .add_message::<ConnectionClosing>()
             .add_message::<InputDrained>()
+            .add_systems(Startup, startup::start_listeners)
             .configure_sets(Update, (NetSystems::Receive, NetSystems::Closing, NetSystems::Send).chain())
             .add_systems(Update, receive_net_events.in_set(NetSystems::Receive))
             .add_systems(Update, announce_closing_connections.in_set(NetSystems::Closing));

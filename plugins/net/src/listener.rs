@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
@@ -17,17 +17,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{NetBridge, NetEvent};
 use crate::codec::{FrameCodec, FrameError, is_blank};
-use crate::connection::{CloseCause, ConnectionId, Outgoing, SharedState, Sink};
-
-/// The line sent to a connection refused because `max_connections` are open (docs/protocol.md §6).
-pub const SERVER_FULL_LINE: &str = r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_full"}}"#;
-/// The line sent to a connection accepted while the server shuts down (docs/protocol.md §6).
-pub const SERVER_SHUTDOWN_LINE: &str =
-    r#"{"jsonrpc":"2.0","method":"disconnected","params":{"reason":"server_shutdown"}}"#;
+use crate::connection::{CloseCause, ConnectionId, Link, Outgoing, SharedState, TaskOutbound, Transport};
+use crate::goodbye::{Goodbye, Goodbyes};
+use crate::http::HttpPage;
+use crate::stream::read_stream_frames;
+use crate::ws;
+use tokio_rustls::TlsAcceptor;
 
 /// How long a closed connection's unread input is drained after our last
 /// write, so the client receives that write instead of a reset.
-const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub(crate) struct ListenerSettings {
@@ -35,6 +34,33 @@ pub(crate) struct ListenerSettings {
     pub max_frame_bytes: usize,
     pub outbound_queue: usize,
     pub outbound_queue_bytes: usize,
+    /// What a refused connection is told before it is closed.
+    pub goodbyes: Arc<Goodbyes>,
+    /// Lines, or WebSocket messages (with the HTTP pages of its port).
+    pub kind: ListenerKind,
+    /// TLS on this listener (docs/protocol.md §1.2).
+    pub tls: Option<TlsAcceptor>,
+    /// The TLS handshake and the HTTP request head must be done within this.
+    pub handshake_timeout: Duration,
+}
+
+/// What a listener speaks once a connection is accepted.
+#[derive(Clone)]
+pub(crate) enum ListenerKind {
+    /// One message per line (docs/protocol.md §1).
+    Lines,
+    /// HTTP, upgraded to WebSocket (docs/protocol.md §1.1).
+    WebSocket(Arc<Vec<HttpPage>>),
+}
+
+impl ListenerSettings {
+    pub(crate) fn transport(&self) -> Transport {
+        let tls = self.tls.is_some();
+        match self.kind {
+            ListenerKind::Lines => Transport::Tcp { tls },
+            ListenerKind::WebSocket(_) => Transport::WebSocket { tls },
+        }
+    }
 }
 
 /// Accepts until `stop` is cancelled, then drops the listener (new
@@ -64,47 +90,154 @@ pub(crate) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         if stop.is_cancelled() {
-            tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+            tokio::spawn(refuse(stream, settings.clone(), settings.goodbyes.server_shutdown.clone()));
             break;
         }
         if open.load(Ordering::Acquire) >= settings.max_connections {
             bevy_log::debug!(peer = %peer, reason = "server_full", "refused connection");
-            tokio::spawn(refuse(stream, SERVER_FULL_LINE));
+            tokio::spawn(refuse(stream, settings.clone(), settings.goodbyes.server_full.clone()));
             continue;
         }
+        // Counted from the accept: a handshake in progress holds a place too,
+        // which bounds the memory that stalled handshakes can take.
         open.fetch_add(1, Ordering::AcqRel);
-        let id = ConnectionId(next_id.fetch_add(1, Ordering::Relaxed));
         let (bridge, settings, open) = (bridge.clone(), settings.clone(), open.clone());
+        let id = ConnectionId(next_id.fetch_add(1, Ordering::Relaxed));
         tokio::spawn(async move {
-            let cause = handle_connection(stream, id, peer, &bridge, &settings).await;
+            let cause = serve(stream, id, peer, &bridge, &settings).await;
             open.fetch_sub(1, Ordering::AcqRel);
-            bridge.send(NetEvent::Closed { id, cause });
+            if let Some(cause) = cause {
+                bridge.send(NetEvent::Closed { id, cause });
+            }
         });
     }
     // Connections the OS already queued would be reset when the listener is
-    // dropped: accept them and tell them `server_shutdown` (docs/protocol.md §6).
+    // dropped: accept them and tell them the shutdown goodbye (docs/protocol.md §6).
     // The socket is asked directly (non-blocking) until its queue is empty:
     // tokio's own `accept` may not know yet that a connection is waiting.
     if let Ok(queue) = listener.into_std() {
         while let Ok((stream, _)) = queue.accept() {
             if let Ok(stream) = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream)) {
-                tokio::spawn(refuse(stream, SERVER_SHUTDOWN_LINE));
+                tokio::spawn(refuse(stream, settings.clone(), settings.goodbyes.server_shutdown.clone()));
             }
         }
     }
     bevy_log::info!("listener closed");
 }
 
-/// Sends one goodbye line and closes.
-async fn refuse(stream: TcpStream, line: &'static str) {
-    let (mut rd, mut wr) = stream.into_split();
-    let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    if wr.write_all(&bytes).await.is_ok() {
-        let _ = wr.shutdown().await;
-        linger(&mut rd).await;
+/// Tells a refused connection its goodbye (if there is one) and closes:
+/// a line, or for a WebSocket a text message and a Close frame, after the
+/// TLS and WebSocket handshakes (bounded by `handshake_timeout`).
+async fn refuse(stream: TcpStream, settings: ListenerSettings, goodbye: Option<Goodbye>) {
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    match (&settings.kind, settings.tls.clone()) {
+        (ListenerKind::Lines, None) => {
+            let (mut rd, mut wr) = stream.into_split();
+            if write_goodbye_line(&mut wr, goodbye.as_ref()).await {
+                linger(&mut rd).await;
+            }
+        }
+        (ListenerKind::Lines, Some(acceptor)) => {
+            let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await else { return };
+            let (mut rd, mut wr) = tokio::io::split(tls);
+            if write_goodbye_line(&mut wr, goodbye.as_ref()).await {
+                linger(&mut rd).await;
+            }
+        }
+        (ListenerKind::WebSocket(pages), None) => ws::refuse(stream, pages, deadline, goodbye).await,
+        (ListenerKind::WebSocket(pages), Some(acceptor)) => {
+            let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await else { return };
+            ws::refuse(tls, pages, deadline, goodbye).await;
+        }
     }
+}
+
+/// Writes the goodbye as one line and shuts the writing side; whether it went out.
+async fn write_goodbye_line<W: AsyncWrite + Unpin>(wr: &mut W, goodbye: Option<&Goodbye>) -> bool {
+    let mut bytes = Vec::new();
+    if let Some(goodbye) = goodbye {
+        bytes.extend_from_slice(goodbye.message.as_bytes());
+        bytes.push(b'\n');
+    }
+    if wr.write_all(&bytes).await.is_err() {
+        return false;
+    }
+    let _ = wr.shutdown().await;
+    true
+}
+
+/// Serves one accepted socket: the TLS handshake if this listener has TLS
+/// (closed without a word if it fails or does not finish within
+/// `handshake_timeout`, docs/protocol.md §1.2), then lines or HTTP/WebSocket.
+/// `None` when it never became a connection (no entity was spawned).
+async fn serve(
+    stream: TcpStream,
+    id: ConnectionId,
+    peer: SocketAddr,
+    bridge: &NetBridge,
+    settings: &ListenerSettings,
+) -> Option<CloseCause> {
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    match (&settings.kind, settings.tls.clone()) {
+        (ListenerKind::Lines, None) => Some(handle_connection(stream, id, peer, bridge, settings, deadline).await),
+        (ListenerKind::Lines, Some(acceptor)) => {
+            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    bevy_log::debug!(peer = %peer, reason = "tls_handshake", error = %e, "closed before a connection");
+                    return None;
+                }
+                Err(_) => {
+                    bevy_log::debug!(peer = %peer, reason = "tls_handshake_timeout", "closed before a connection");
+                    return None;
+                }
+            };
+            let (mut rd, mut wr) = tokio::io::split(tls);
+            let transport = settings.transport();
+            let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
+            let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
+            let (cause, graceful) = drive(
+                read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
+                write_lines(&mut wr, &mut rx, &shared),
+                id,
+                bridge,
+                &abort,
+                &shared,
+            )
+            .await;
+            if graceful {
+                linger(&mut rd).await;
+            }
+            Some(cause)
+        }
+        (ListenerKind::WebSocket(pages), None) => ws::serve(stream, id, peer, bridge, settings, pages, deadline).await,
+        (ListenerKind::WebSocket(pages), Some(acceptor)) => {
+            let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await.ok()?.ok()?;
+            ws::serve(tls, id, peer, bridge, settings, pages, deadline).await
+        }
+    }
+}
+
+/// Opens the ECS side of a new connection: its outbound queue, abort token
+/// and shared state, announced with `Connected`. `deadline` is the end of
+/// its handshake time (`handshake_timeout` after the accept): the time
+/// the handshake took is handed on with the link.
+pub(crate) fn open_link(
+    id: ConnectionId,
+    peer: SocketAddr,
+    bridge: &NetBridge,
+    settings: &ListenerSettings,
+    deadline: tokio::time::Instant,
+    link: impl FnOnce(Arc<SharedState>, Box<dyn crate::connection::Outbound>, Duration) -> Link,
+) -> (mpsc::Receiver<Outgoing>, CancellationToken, Arc<SharedState>) {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let handshake = settings.handshake_timeout.saturating_sub(left);
+    let (tx, rx) = mpsc::channel(settings.outbound_queue.max(1));
+    let abort = CancellationToken::new();
+    let shared = SharedState::new(settings.outbound_queue_bytes);
+    let outbound = Box::new(TaskOutbound { tx, abort: abort.clone() });
+    bridge.send(NetEvent::Connected { id, peer, link: link(Arc::clone(&shared), outbound, handshake) });
+    (rx, abort, shared)
 }
 
 async fn handle_connection(
@@ -113,20 +246,40 @@ async fn handle_connection(
     peer: SocketAddr,
     bridge: &NetBridge,
     settings: &ListenerSettings,
+    deadline: tokio::time::Instant,
 ) -> CloseCause {
-    let (tx, mut rx) = mpsc::channel(settings.outbound_queue.max(1));
-    let abort = CancellationToken::new();
-    let shared = SharedState::new(settings.outbound_queue_bytes);
-    bridge.send(NetEvent::Connected {
-        id,
-        peer,
-        sink: Sink::Tcp { tx, abort: abort.clone(), shared: Arc::clone(&shared) },
-    });
+    let link =
+        |shared, outbound, handshake| Link { transport: Transport::Tcp { tls: false }, shared, outbound, handshake };
+    let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
     let (mut rd, mut wr) = stream.into_split();
+    let (cause, graceful) = drive(
+        read_frames(&rd, id, bridge, settings.max_frame_bytes, &shared),
+        write_lines(&mut wr, &mut rx, &shared),
+        id,
+        bridge,
+        &abort,
+        &shared,
+    )
+    .await;
+    if graceful {
+        linger(&mut rd).await;
+    }
+    cause
+}
 
-    let (cause, graceful) = {
-        let reader = read_frames(&rd, id, bridge, settings.max_frame_bytes, &shared);
-        let writer = write_lines(&mut wr, &mut rx, &shared);
+/// Runs a connection's reader and writer until the writer ends or the
+/// connection is aborted; reports the reader's end and answers drain
+/// requests once it stopped. The cause, and whether the close was graceful
+/// (the peer's unread input is then drained for a while).
+pub(crate) async fn drive(
+    reader: impl std::future::Future<Output = NetEvent>,
+    writer: impl std::future::Future<Output = WriteEnd>,
+    id: ConnectionId,
+    bridge: &NetBridge,
+    abort: &CancellationToken,
+    shared: &SharedState,
+) -> (CloseCause, bool) {
+    {
         tokio::pin!(reader, writer);
         let mut reading = true;
         loop {
@@ -154,11 +307,7 @@ async fn handle_connection(
                 }
             }
         }
-    };
-    if graceful {
-        linger(&mut rd).await;
     }
-    cause
 }
 
 /// What one read from the socket gave.
@@ -274,6 +423,20 @@ fn read_once(
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadStep::WouldBlock,
         Err(_) => return ReadStep::End(NetEvent::Eof { id }),
     }
+    match push_frames(id, bridge, codec, buf) {
+        Some(end) => ReadStep::End(end),
+        None => ReadStep::Read,
+    }
+}
+
+/// Sends the frames complete in `buf` to the ECS and wakes it; the event
+/// that ends reading if a frame is too large.
+pub(crate) fn push_frames(
+    id: ConnectionId,
+    bridge: &NetBridge,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+) -> Option<NetEvent> {
     // Blank frames are only activity (docs/protocol.md §1): one event per
     // read stands for all of them, so a flood of empty lines costs the
     // ECS one event per read, not one per byte.
@@ -287,9 +450,9 @@ fn read_once(
             Ok(None) => break,
             Err(FrameError::TooLarge) => {
                 bridge.waker.wake();
-                return ReadStep::End(NetEvent::TooLarge { id });
+                return Some(NetEvent::TooLarge { id });
             }
-            Err(FrameError::Io(_)) => return ReadStep::End(NetEvent::Eof { id }),
+            Err(FrameError::Io(_)) => return Some(NetEvent::Eof { id }),
         }
     }
     if blank {
@@ -299,11 +462,11 @@ fn read_once(
     if buf.is_empty() {
         *buf = BytesMut::new(); // idle connections keep no read buffer
     }
-    ReadStep::Read
+    None
 }
 
-enum WriteEnd {
-    /// `Outgoing::Close` was written out.
+pub(crate) enum WriteEnd {
+    /// `Outgoing::Close` was reached: everything before it is written out.
     Closed,
     /// The ECS side dropped the queue (the app is exiting).
     Dropped,
@@ -313,7 +476,11 @@ enum WriteEnd {
 
 /// Writes queued lines, batching whatever is queued into one write. Counts
 /// every byte written out of the connection's unsent output.
-async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>, shared: &SharedState) -> WriteEnd {
+async fn write_lines<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    shared: &SharedState,
+) -> WriteEnd {
     let mut buf = Vec::new();
     loop {
         let Some(first) = rx.recv().await else {
@@ -328,7 +495,7 @@ async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>,
                     buf.extend_from_slice(line.as_bytes());
                     buf.push(b'\n');
                 }
-                Outgoing::Close => {
+                Outgoing::Close { .. } => {
                     close = true;
                     break;
                 }
@@ -359,7 +526,7 @@ async fn write_lines(wr: &mut OwnedWriteHalf, rx: &mut mpsc::Receiver<Outgoing>,
 }
 
 /// Drains and discards input for a short while after the server's last write.
-async fn linger(rd: &mut OwnedReadHalf) {
+async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
     use tokio::io::AsyncReadExt;
     let mut scratch = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {

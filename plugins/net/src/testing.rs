@@ -3,17 +3,50 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bevy_app::App;
 use bevy_ecs::prelude::*;
 use bytes::BytesMut;
-use crossbeam_channel::{Receiver, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use tokio_util::codec::Decoder;
 
 use crate::NetConfig;
 use crate::bridge::{ConnectionIndex, NetBridge, NetEvent};
 use crate::codec::{FrameCodec, FrameError};
-use crate::connection::{CloseCause, ConnectionId, Outgoing, SharedState, Sink};
+use crate::connection::{CloseCause, ConnectionId, DrainStatus, Link, Outbound, Outgoing, SharedState, Transport};
+
+/// The [`Outbound`] of the in-memory transport: a bounded queue that the
+/// [`TestClient`] reads, and the transport channel, on which it reports the
+/// close itself (there is no writer task to do it).
+#[derive(Debug)]
+struct MemoryOutbound {
+    id: ConnectionId,
+    tx: Sender<Outgoing>,
+    events: Sender<NetEvent>,
+}
+
+impl Outbound for MemoryOutbound {
+    fn push(&self, item: Outgoing) -> bool {
+        let close = matches!(item, Outgoing::Close { .. });
+        if matches!(self.tx.try_send(item), Err(crossbeam_channel::TrySendError::Full(_))) {
+            return false;
+        }
+        if close {
+            let _ = self.events.send(NetEvent::Closed { id: self.id, cause: CloseCause::Server });
+        }
+        true
+    }
+
+    fn abort(&self) {
+        let _ = self.events.send(NetEvent::Closed { id: self.id, cause: CloseCause::Aborted });
+    }
+
+    /// Every frame reached the ECS when the test sent it.
+    fn request_drain(&self, _shared: &SharedState) -> DrainStatus {
+        DrainStatus::Drained
+    }
+}
 
 /// A client connected to an `App` through memory instead of a socket.
 ///
@@ -72,8 +105,10 @@ impl TestClient {
         let id = ConnectionId(bridge.next_memory_id.fetch_sub(1, Ordering::Relaxed));
         let (tx, out) = crossbeam_channel::bounded(config.outbound_queue.max(1));
         let shared = SharedState::new(config.outbound_queue_bytes);
-        let sink = Sink::Memory { tx, events: bridge.tx.clone(), shared: Arc::clone(&shared) };
-        bridge.send(NetEvent::Connected { id, peer, sink });
+        let outbound = Box::new(MemoryOutbound { id, tx, events: bridge.tx.clone() });
+        let link =
+            Link { transport: Transport::Memory, shared: Arc::clone(&shared), outbound, handshake: Duration::ZERO };
+        bridge.send(NetEvent::Connected { id, peer, link });
         Self {
             id,
             bridge,
@@ -124,6 +159,14 @@ impl TestClient {
                     break;
                 }
             }
+        }
+    }
+
+    /// Sends one binary message, as a WebSocket client can (docs/protocol.md
+    /// §1.1): it reaches the inbox as [`InboxItem::Binary`](crate::InboxItem::Binary).
+    pub fn send_binary(&mut self) {
+        if !self.client_closed {
+            self.deliver(NetEvent::Binary { id: self.id });
         }
     }
 
@@ -183,7 +226,7 @@ impl TestClient {
                     self.shared.sent(line.len() + 1);
                     self.lines.push_back(line);
                 }
-                Ok(Outgoing::Close) | Err(TryRecvError::Disconnected) => self.server_closed = true,
+                Ok(Outgoing::Close { .. }) | Err(TryRecvError::Disconnected) => self.server_closed = true,
                 Err(TryRecvError::Empty) => break,
             }
         }

@@ -83,6 +83,13 @@ pub fn dispatch_frames(world: &mut World) {
                     answer(world, entity, Target::Direct, &RequestId::Null, Err(&error));
                     close(world, entity, DisconnectReason::ProtocolError);
                 }
+                InboxItem::Binary => {
+                    // docs/protocol.md §1.1: answered, counted as a protocol error; the connection stays.
+                    let error = RpcError::with_message(ErrorCode::InvalidRequest, "binary messages are not supported");
+                    let flow =
+                        protocol_error(world, entity, Target::Direct, &Invalid { id: RequestId::Null, error }, &ctx);
+                    finish_step(world, entity, flow);
+                }
                 InboxItem::Frame { bytes, admission } => {
                     let flow = match parse_message(&bytes) {
                         ParsedMessage::Single(parsed) => {

@@ -13,7 +13,7 @@ pub struct Envelope {
     /// The method name.
     pub method: String,
     /// `params` as sent: absent becomes `Value::Null`; its type is checked
-    /// later, after the method and session checks (docs/protocol.md §3 order).
+    /// later, after the method and gate checks (docs/protocol.md §3 order).
     /// When `params` is not an object its content is not kept: an array
     /// stands as `[]`, any other value as `false` (either is `-32602`).
     pub params: Value,

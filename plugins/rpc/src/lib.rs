@@ -2,8 +2,8 @@
 //!
 //! Each frame a connection's [`Inbox`](portcullis_net::Inbox) holds is
 //! parsed ([`parse_frame`]), checked in the order of docs/protocol.md §3 (rate
-//! limit, envelope, method, then the [`RpcGates`] that the session plugin
-//! installs), and handed to the method registered under its name with
+//! limit, envelope, method, then the [`RpcGates`] that layers above
+//! install), and handed to the method registered under its name with
 //! [`RpcAppExt::add_rpc_method`]. Handlers are ordinary Bevy systems; they
 //! answer by returning a [`Reply`], or later through the [`Rpc`] system
 //! parameter, which also sends notifications.
@@ -19,7 +19,7 @@ mod reply;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use portcullis_net::{ConnectionOpened, NetSystems};
+use portcullis_net::{ConnectionOpened, Goodbyes, NetSystems};
 use portcullis_protocol::method;
 
 pub use builtins::*;
@@ -57,8 +57,9 @@ impl Default for RpcConfig {
     }
 }
 
-/// The JSON-RPC plugin: the registry, the dispatcher, and the built-in
-/// methods `ping` and `disconnect`. Needs `NetPlugin`.
+/// The JSON-RPC plugin: the registry, the dispatcher, the built-in
+/// methods `ping` and `disconnect`, and the `server_full` goodbye of the
+/// network layer ([`Goodbyes`], docs/protocol.md §6). Needs `NetPlugin`.
 #[derive(Default)]
 pub struct RpcPlugin {
     /// Limits, copied into the [`RpcConfig`] resource.
@@ -67,6 +68,7 @@ pub struct RpcPlugin {
 
 impl Plugin for RpcPlugin {
     fn build(&self, app: &mut App) {
+        app.world_mut().get_resource_or_init::<Goodbyes>().server_full = Some(goodbye(DisconnectReason::ServerFull));
         app.insert_resource(self.config.clone())
             .init_resource::<RpcMethods>()
             .init_resource::<RpcGates>()

@@ -13,13 +13,15 @@ use serde_json::Value;
 
 use portcullis_protocol::{ErrorCode, RequestId, RpcError};
 
-/// Whether a method needs a logged-in session (docs/protocol.md §4, **auth**).
+/// Whom a method is for (docs/protocol.md §4, **auth**). This crate only
+/// records the declaration and hands it to the [`RpcGates`]; it checks
+/// nothing itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone may call it.
     Public,
-    /// Only a logged-in session, with its live token in `params.token`. The
-    /// check itself is a gate installed by the session plugin.
+    /// Only an authenticated caller (docs/protocol.md §4: a live token in
+    /// `params.token`). A gate of the layer that owns authentication enforces it.
     LoggedIn,
 }
 
@@ -125,7 +127,7 @@ type Invoke = Arc<dyn Fn(&mut World, Call) -> Outcome + Send + Sync>;
 /// One registered method.
 #[derive(Clone)]
 pub struct Method {
-    /// Whether it needs a logged-in session.
+    /// Whom it is for.
     pub access: Access,
     pub(crate) invoke: Invoke,
 }
@@ -171,11 +173,11 @@ pub struct GateInput<'a> {
 
 /// A check run before every registered method, in registration order; the
 /// first error answers the request (docs/protocol.md §3, "which error wins":
-/// session state and auth checks come before params are parsed).
+/// the state and auth checks come before params are parsed).
 pub type Gate = Arc<dyn Fn(&mut World, &GateInput<'_>) -> Result<(), RpcError> + Send + Sync>;
 
-/// The gates, in order. Inserted by `RpcPlugin`; the session plugin adds its
-/// session-state and auth gate here.
+/// The gates, in order. Inserted (empty) by `RpcPlugin`; layers above add
+/// their checks here (state and [`Access`] of the caller).
 #[derive(Resource, Default, Clone)]
 pub struct RpcGates(pub Vec<Gate>);
 

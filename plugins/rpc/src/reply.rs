@@ -2,7 +2,7 @@
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
-use portcullis_net::{Connection, FrameWaker, ReadyInboxes, SendStatus};
+use portcullis_net::{Connection, FrameWaker, Goodbye, ReadyInboxes, SendStatus};
 use serde::Serialize;
 use serde_json::json;
 
@@ -202,11 +202,26 @@ pub(crate) fn close_with_goodbye(conn: &Connection, lines: Vec<String>, reason: 
     send_disconnect(conn, reason);
 }
 
-/// Sends `disconnected {reason}` and closes.
+/// Sends `disconnected {reason}` and closes; a WebSocket's Close frame
+/// carries the reason text too (docs/protocol.md §1.1, §5).
 pub fn send_disconnect(conn: &Connection, reason: DisconnectReason) {
     bevy_log::debug!(conn = %conn.id(), reason = %reason, "disconnecting");
-    if let Ok(line) = notification_line(notification::DISCONNECTED, &json!({ "reason": reason })) {
-        conn.send(line);
-    }
-    conn.close();
+    conn.send(disconnected_line(reason));
+    conn.close_with_reason(reason.as_str());
+}
+
+/// The `disconnected {"reason":R}` notification (docs/protocol.md §5).
+pub fn disconnected_line(reason: DisconnectReason) -> String {
+    notification_line(notification::DISCONNECTED, &json!({ "reason": reason })).unwrap_or_else(|_| {
+        // A reason always serializes; spelled out for completeness.
+        format!(r#"{{"jsonrpc":"2.0","method":"{}","params":{{"reason":"{reason}"}}}}"#, notification::DISCONNECTED)
+    })
+}
+
+/// The goodbye the network layer sends by itself for `reason` (a refused
+/// connection, docs/protocol.md §6): `disconnected {reason}`, then the close
+/// with the reason text. Layers put these into
+/// [`Goodbyes`](portcullis_net::Goodbyes) for the situations they own.
+pub fn goodbye(reason: DisconnectReason) -> Goodbye {
+    Goodbye { message: disconnected_line(reason), reason: reason.as_str().to_owned() }
 }

@@ -146,6 +146,9 @@ impl Plugin for SessionPlugin {
             Store::open(self.store.clone(), Some(Arc::new(move || waker.wake())))
                 .unwrap_or_else(|e| panic!("SessionPlugin: cannot open the store {:?}: {e}", self.store.path))
         });
+        // A connection accepted during the shutdown hears why it is refused (docs/protocol.md §6).
+        app.world_mut().get_resource_or_init::<portcullis_net::Goodbyes>().server_shutdown =
+            Some(portcullis_rpc::goodbye(portcullis_protocol::DisconnectReason::ServerShutdown));
         app.insert_resource(self.config.clone())
             .insert_resource(StoreHandle(Some(store)))
             .init_resource::<SessionIndex>()

@@ -145,10 +145,12 @@ impl<'w, 's> SessionCtx<'w, 's> {
     pub(crate) fn open(&mut self, entity: Entity) {
         let now = self.now();
         let mut timers = SessionTimers { idle_base: now, ..SessionTimers::default() };
+        // The transport's handshake (TLS, WebSocket) counts against the login deadline (docs/protocol.md §1.2).
+        let handshake = self.rpc.connection(entity).map_or(Duration::ZERO, Connection::handshake_time);
         let mut card = Card {
             session: Session { state: SessionState::AwaitingLogin },
             token: None,
-            deadline: Some(LoginDeadline(now + self.config.login_timeout)),
+            deadline: Some(LoginDeadline(now + self.config.login_timeout.saturating_sub(handshake))),
             pending: None,
         };
         if self.shutdown.is_active() {

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use bevy_app::AppExit;
 use ecs_support::*;
+use portcullis::runtime::RequestShutdown;
+use portcullis::session::SessionConfig;
 use portcullis::session::testing::{TestConfig, TestServer, error_code};
-use portcullis::session::{RequestShutdown, SessionConfig};
 use portcullis::store::StoreConfig;
 use serde_json::json;
 

@@ -18,10 +18,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use bevy_app::prelude::*;
-use bevy_time::{Fixed, Time, TimePlugin};
-use portcullis::net::{FrameWaker, NetControl};
+use portcullis::net::NetControl;
 use portcullis::prelude::*;
-use portcullis::runner::RunnerConfig;
 use portcullis::store::StoreConfig;
 
 /// Ticks per second: how often positions are pushed.
@@ -36,12 +34,14 @@ fn main() -> ExitCode {
         }
     };
     let mut app = App::new();
-    app.insert_resource(FrameWaker::default())
-        .add_plugins((TimePlugin, bevy_log::LogPlugin::default()))
-        .insert_resource(Time::<Fixed>::from_hz(TICK_HZ))
-        .add_plugins(ServerPlugins.set(net).set(SessionPlugin::new(SessionConfig::default(), StoreConfig::in_memory())))
+    app.add_plugins(bevy_log::LogPlugin::default())
+        .add_plugins(
+            ServerPlugins
+                .set(RunnerPlugin { tick_hz: TICK_HZ, ..Default::default() })
+                .set(net)
+                .set(SessionPlugin::new(SessionConfig::default(), StoreConfig::in_memory())),
+        )
         .add_plugins(game::ArenaPlugin::default());
-    RunnerConfig { tick_hz: TICK_HZ, ..Default::default() }.install(&mut app);
 
     let addr = app.world().resource::<NetControl>().local_addr().map_or_else(|| "?".to_owned(), |a| a.to_string());
     let _ = writeln!(std::io::stdout(), "listening on {addr}");

@@ -24,7 +24,6 @@ mod codec;
 mod connection;
 mod listener;
 mod testing;
-mod waker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -32,6 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
+use portcullis_runtime::FrameWaker;
 use tokio_util::sync::CancellationToken;
 
 pub use bridge::*;
@@ -39,21 +39,21 @@ pub use codec::*;
 pub use connection::*;
 pub use listener::{SERVER_FULL_LINE, SERVER_SHUTDOWN_LINE};
 pub use testing::*;
-pub use waker::*;
 
-/// Where in the frame the network plugin works. Configured in `Update`:
-/// `Receive` runs first, `Send` last; put anything that reads inboxes
-/// between them.
+/// Where in the frame the network plugin works: `Receive` and `Closing` in
+/// `PreUpdate`, `Send` in `PostUpdate`, so systems in `Update` see this
+/// frame's input and what they send leaves in the same frame. Put anything
+/// that reads inboxes after `Receive` in `PreUpdate`.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NetSystems {
     /// Drain the transport channel into `Connection` entities and inboxes.
     Receive,
-    /// Report connections whose close began ([`ConnectionClosing`]). Between
-    /// `Receive` and `Send`; the session plugin runs it after the dispatcher
-    /// and before its timers.
+    /// Report connections whose close began ([`ConnectionClosing`]). In
+    /// `PreUpdate` after `Receive`; the layers above order it after their
+    /// handling of the frames and before their timers.
     Closing,
-    /// End of frame: after everything that answers requests and before
-    /// the frame ends (the JSON-RPC plugin closes finished connections here).
+    /// In `PostUpdate`: after everything that answers requests and before
+    /// the frame ends (the layer above closes finished connections here).
     Send,
 }
 
@@ -259,8 +259,9 @@ impl Plugin for NetPlugin {
             .init_resource::<ReadyInboxes>()
             .add_message::<ConnectionClosing>()
             .add_message::<InputDrained>()
-            .configure_sets(Update, (NetSystems::Receive, NetSystems::Closing, NetSystems::Send).chain())
-            .add_systems(Update, receive_net_events.in_set(NetSystems::Receive))
-            .add_systems(Update, announce_closing_connections.in_set(NetSystems::Closing));
+            .configure_sets(PreUpdate, (NetSystems::Receive, NetSystems::Closing).chain())
+            .configure_sets(PostUpdate, NetSystems::Send)
+            .add_systems(PreUpdate, receive_net_events.in_set(NetSystems::Receive))
+            .add_systems(PreUpdate, announce_closing_connections.in_set(NetSystems::Closing));
     }
 }

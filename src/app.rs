@@ -1,26 +1,26 @@
-//! Assembling the server app: configuration, plugins, runner and signals.
+//! Assembling the `serve` app: configuration, plugins, and a server on its own thread.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use bevy_time::{Fixed, Time, TimePlugin};
 use portcullis_accounts::{AccountsConfig, AccountsPlugin};
-use portcullis_net::{FrameWaker, HttpPage, ListenFailed, Listening, NetConfig, NetPlugin, Transport};
+use portcullis_net::{ConnectionIndex, HttpPage, ListenFailed, Listening, NetConfig, NetPlugin, Transport};
 use portcullis_rpc::{RpcConfig, RpcPlugin};
-use portcullis_session::{RequestShutdown, SessionConfig, SessionPlugin};
+use portcullis_runtime::{
+    FrameMetricsAppExt, FrameMetricsPlugin, FrameWaker, RunnerConfig, RunnerPlugin, SignalPlugin, Signals,
+};
+use portcullis_session::{SessionConfig, SessionIndex, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
 use portcullis_userdata::{UserDataConfig, UserDataPlugin};
 
 use crate::ServerPlugins;
-use crate::metrics::FrameMetricsPlugin;
-use crate::runner::RunnerConfig;
 
-/// Every setting of `portcullis serve` (docs/cli.md), with its defaults.
+/// Every setting of `portcullis serve` (docs/cli.md), with its defaults
+/// (`From<&ServeArgs>` in [`crate::cli`] fills it from the command line).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// TCP listener address; port 0 picks a free port.
@@ -75,46 +75,6 @@ impl ServerConfig {
     }
 }
 
-impl From<&crate::cli::ServeArgs> for ServerConfig {
-    fn from(args: &crate::cli::ServeArgs) -> Self {
-        Self {
-            listen: args.listen,
-            ws_listen: args.ws_listen,
-            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
-            runner: RunnerConfig { tick_hz: args.tick_hz, max_frame_hz: args.max_frame_hz },
-            net: NetConfig {
-                max_connections: args.max_connections,
-                max_frame_bytes: usize::try_from(args.max_frame_bytes).unwrap_or(usize::MAX),
-                outbound_queue: usize::try_from(args.outbound_queue).unwrap_or(usize::MAX),
-                outbound_queue_bytes: usize::try_from(args.outbound_queue_bytes).unwrap_or(usize::MAX),
-                rate_limit: args.rate_limit,
-                rate_burst: args.rate_burst,
-                ..NetConfig::default()
-            },
-            rpc: RpcConfig { max_protocol_errors: args.max_protocol_errors, max_batch: args.max_batch as usize },
-            session: SessionConfig {
-                login_timeout: args.login_timeout,
-                kick_save_timeout: args.kick_save_timeout,
-                idle_timeout: args.idle_timeout,
-            },
-            accounts: AccountsConfig {
-                login_fail_limit: args.login_fail_limit,
-                login_fail_window: args.login_fail_window,
-            },
-            userdata: UserDataConfig { max_userdata_bytes: args.max_userdata_bytes, ..UserDataConfig::default() },
-            store: StoreConfig {
-                demo_accounts: !args.no_demo_accounts,
-                argon2_memory_kib: args.argon2_memory_kib,
-                argon2_iterations: args.argon2_iterations,
-                group_commit: !args.no_group_commit,
-                synchronous_full: args.synchronous_full,
-                ..StoreConfig::new(&args.db)
-            },
-            metrics_every: args.metrics_every,
-        }
-    }
-}
-
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -140,97 +100,16 @@ pub enum ServeError {
     },
 }
 
-/// Counts SIGINT/SIGTERM (or [`Signals::raise`] calls): the first asks for a
-/// graceful shutdown, the second exits at once. Inserted by [`build_server_app`].
-#[derive(Resource, Clone, Default)]
-pub struct Signals {
-    count: Arc<AtomicU32>,
-    waker: FrameWaker,
-}
-
-impl Signals {
-    /// Records one signal and wakes the frame loop. Safe to call from a signal-handler thread.
-    pub fn raise(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        self.waker.wake();
-    }
-
-    /// Routes the process's SIGINT and SIGTERM here (once per process).
-    pub fn install_process_handler(&self) -> Result<(), ctrlc::Error> {
-        let signals = self.clone();
-        ctrlc::set_handler(move || signals.raise())
-    }
-}
-
-impl Signals {
-    /// Signals that wake `waker`'s frame loop when raised.
-    pub fn new(waker: FrameWaker) -> Self {
-        Self { count: Arc::default(), waker }
-    }
-}
-
-/// Graceful shutdown on SIGINT/SIGTERM for any app built on
-/// [`ServerPlugins`]: the first signal starts the save-first shutdown of
-/// docs/protocol.md §6 (the app exits 0 when it is done), a second one exits at
-/// once. Inserts [`Signals`]; `install_process_handler: true` routes the
-/// process's signals to it (do that once per process).
-///
-/// # Examples
-///
-/// ```no_run
-/// use bevy_app::App;
-/// use portcullis::app::SignalPlugin;
-///
-/// let mut app = App::new();
-/// app.add_plugins(SignalPlugin { install_process_handler: true });
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SignalPlugin {
-    /// Route SIGINT/SIGTERM of this process to the app.
-    pub install_process_handler: bool,
-}
-
-impl Plugin for SignalPlugin {
-    fn build(&self, app: &mut App) {
-        let waker = app.world_mut().get_resource_or_init::<FrameWaker>().clone();
-        let signals = app.world().get_resource::<Signals>().cloned().unwrap_or_else(|| Signals::new(waker));
-        if self.install_process_handler
-            && let Err(e) = signals.install_process_handler()
-        {
-            bevy_log::error!(error = %e, "cannot install the signal handler");
-        }
-        app.insert_resource(signals).add_systems(First, watch_signals);
-    }
-}
-
-/// Turns signals into the shutdown sequence (first) or an immediate exit (second).
-fn watch_signals(
-    signals: Res<Signals>,
-    mut seen: Local<u32>,
-    mut commands: Commands,
-    mut exit: MessageWriter<AppExit>,
-) {
-    let count = signals.count.load(Ordering::Acquire);
-    if count == *seen {
-        return;
-    }
-    *seen = count;
-    if count >= 2 {
-        bevy_log::warn!("second signal: exiting at once");
-        exit.write(AppExit::Success);
-    } else {
-        bevy_log::info!("signal: graceful shutdown");
-        commands.trigger(RequestShutdown);
-    }
-}
-
 /// Builds the `serve` app: opens the store first (so its errors are
-/// reported, not panicked), then adds `TimePlugin`, [`ServerPlugins`],
-/// [`FrameMetricsPlugin`] and the event-driven runner. Returns the app and
-/// its [`Signals`]. The listener is bound when the app starts running (in
-/// `Startup`): observe [`Listening`] for the bound address, and
-/// [`ListenFailed`] for a bind that failed (the app then exits with
-/// `AppExit::error()`).
+/// reported, not panicked), then adds [`ServerPlugins`] with `config`'s
+/// settings (the runner at `config.runner`, signal handling without a
+/// process handler: the caller installs it with
+/// [`Signals::install_process_handler`] once per process) and
+/// [`FrameMetricsPlugin`] with the `connections` and `sessions` gauges.
+/// Returns the app and its [`Signals`]. The listeners are bound when the app
+/// starts running (in `Startup`): observe [`Listening`] for each bound
+/// address, and [`ListenFailed`] for a bind that failed (the app then exits
+/// with `AppExit::error()`).
 pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeError> {
     let waker = FrameWaker::default();
     let tls = match &config.tls {
@@ -249,20 +128,24 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeEr
     let mut app = App::new();
     app.insert_resource(waker)
         .insert_resource(signals.clone())
-        .add_plugins(TimePlugin)
-        .insert_resource(Time::<Fixed>::from_hz(config.runner.tick_hz))
         .add_plugins(
             ServerPlugins
                 .build()
+                .set(RunnerPlugin::from(config.runner))
+                .set(SignalPlugin { install_process_handler: false })
                 .set(net)
                 .set(RpcPlugin { config: config.rpc.clone() })
                 .set(SessionPlugin::with_store(config.session.clone(), store))
                 .set(AccountsPlugin { config: config.accounts.clone() })
                 .set(UserDataPlugin { config: config.userdata.clone() }),
         )
-        .add_plugins(SignalPlugin::default())
-        .add_plugins(FrameMetricsPlugin::every(config.metrics_every));
-    config.runner.install(&mut app);
+        .add_plugins(FrameMetricsPlugin::every(config.metrics_every))
+        .add_frame_gauge("connections", |world| {
+            world.get_resource::<ConnectionIndex>().map_or(0, |index| index.len() as u64)
+        })
+        .add_frame_gauge("sessions", |world| {
+            world.get_resource::<SessionIndex>().map_or(0, |index| index.sessions() as u64)
+        });
     Ok((app, signals))
 }
 

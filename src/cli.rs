@@ -7,6 +7,15 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand};
+use portcullis_accounts::AccountsConfig;
+use portcullis_net::NetConfig;
+use portcullis_rpc::RpcConfig;
+use portcullis_runtime::RunnerConfig;
+use portcullis_session::SessionConfig;
+use portcullis_store::StoreConfig;
+use portcullis_userdata::UserDataConfig;
+
+use crate::app::ServerConfig;
 
 /// Portcullis: a headless game server (JSON-RPC over TCP, SQLite accounts,
 /// one session per account).
@@ -79,8 +88,9 @@ pub struct ServeArgs {
     /// Fixed simulation tick rate (FixedUpdate); also the idle frame rate.
     #[arg(long, env = "PORTCULLIS_TICK_HZ", default_value_t = 30.0, value_parser = positive_f64)]
     pub tick_hz: f64,
-    /// Frames run when input arrives, at most this often.
-    #[arg(long, env = "PORTCULLIS_MAX_FRAME_HZ", default_value_t = 1000.0, value_parser = positive_f64)]
+    /// Frames run when input arrives, at most this often; 0 = no cap (a frame
+    /// starts as soon as input is there and the previous frame is done).
+    #[arg(long, env = "PORTCULLIS_MAX_FRAME_HZ", default_value_t = 0.0, value_parser = non_negative_f64)]
     pub max_frame_hz: f64,
     /// A connection must log in within this.
     #[arg(long, env = "PORTCULLIS_LOGIN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -150,6 +160,47 @@ pub struct ServeArgs {
     /// `portcullis-bench`, so that a server it started never outlives it).
     #[arg(long, env = "PORTCULLIS_STOP_ON_STDIN_EOF", action = ArgAction::SetTrue, value_parser = switch(), hide = true)]
     pub stop_on_stdin_eof: bool,
+}
+
+/// The `serve` flags as the library's settings (docs/cli.md, one field per flag).
+impl From<&ServeArgs> for ServerConfig {
+    fn from(args: &ServeArgs) -> Self {
+        Self {
+            listen: args.listen,
+            ws_listen: args.ws_listen,
+            tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+            runner: RunnerConfig { tick_hz: args.tick_hz, max_frame_hz: args.max_frame_hz },
+            net: NetConfig {
+                max_connections: args.max_connections,
+                max_frame_bytes: usize::try_from(args.max_frame_bytes).unwrap_or(usize::MAX),
+                outbound_queue: usize::try_from(args.outbound_queue).unwrap_or(usize::MAX),
+                outbound_queue_bytes: usize::try_from(args.outbound_queue_bytes).unwrap_or(usize::MAX),
+                rate_limit: args.rate_limit,
+                rate_burst: args.rate_burst,
+                ..NetConfig::default()
+            },
+            rpc: RpcConfig { max_protocol_errors: args.max_protocol_errors, max_batch: args.max_batch as usize },
+            session: SessionConfig {
+                login_timeout: args.login_timeout,
+                kick_save_timeout: args.kick_save_timeout,
+                idle_timeout: args.idle_timeout,
+            },
+            accounts: AccountsConfig {
+                login_fail_limit: args.login_fail_limit,
+                login_fail_window: args.login_fail_window,
+            },
+            userdata: UserDataConfig { max_userdata_bytes: args.max_userdata_bytes, ..UserDataConfig::default() },
+            store: StoreConfig {
+                demo_accounts: !args.no_demo_accounts,
+                argon2_memory_kib: args.argon2_memory_kib,
+                argon2_iterations: args.argon2_iterations,
+                group_commit: !args.no_group_commit,
+                synchronous_full: args.synchronous_full,
+                ..StoreConfig::new(&args.db)
+            },
+            metrics_every: args.metrics_every,
+        }
+    }
 }
 
 /// The value parser of every switch: given as a variable it takes `true`,

@@ -54,7 +54,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     if let Err(e) = signals.install_process_handler() {
-        let _ = writeln!(std::io::stderr(), "error: cannot install the signal handler: {e}");
+        let _ = writeln!(std::io::stderr(), "error: {e}");
         return ExitCode::FAILURE;
     }
     if args.stop_on_stdin_eof {
@@ -82,7 +82,7 @@ fn print_listening(listening: On<Listening>) {
 
 /// Raises a shutdown signal when stdin reaches end of file (the parent is
 /// gone), and a second one, the immediate exit, 15 s later.
-fn stop_on_stdin_eof(signals: portcullis::app::Signals) {
+fn stop_on_stdin_eof(signals: portcullis::runtime::Signals) {
     let spawned = std::thread::Builder::new().name("stdin-eof".into()).spawn(move || {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         signals.raise();

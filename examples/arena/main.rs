@@ -19,10 +19,8 @@ use std::process::ExitCode;
 
 use bevy_app::prelude::*;
 use bevy_ecs::observer::On;
-use bevy_time::{Fixed, Time, TimePlugin};
-use portcullis::net::{FrameWaker, ListenFailed, Listening};
+use portcullis::net::{ListenFailed, Listening};
 use portcullis::prelude::*;
-use portcullis::runner::RunnerConfig;
 use portcullis::store::StoreConfig;
 
 /// Ticks per second: how often positions are pushed.
@@ -37,16 +35,14 @@ fn main() -> ExitCode {
         }
     };
     let mut app = App::new();
-    app.insert_resource(FrameWaker::default())
-        .add_plugins((TimePlugin, bevy_log::LogPlugin::default()))
-        .insert_resource(Time::<Fixed>::from_hz(TICK_HZ))
+    app.add_plugins(bevy_log::LogPlugin::default())
         .add_plugins(
             ServerPlugins
+                .set(RunnerPlugin { tick_hz: TICK_HZ, ..Default::default() })
                 .set(net)
                 .set(SessionPlugin::new(SessionConfig::default(), StoreConfig::in_memory().with_demo_accounts())),
         )
         .add_plugins(game::ArenaPlugin::default());
-    RunnerConfig { tick_hz: TICK_HZ, ..Default::default() }.install(&mut app);
     // The listener is bound when the app starts; these report how it went.
     app.add_observer(|listening: On<Listening>| {
         let _ = writeln!(std::io::stdout(), "listening on {}", listening.addr);

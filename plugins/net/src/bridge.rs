@@ -8,10 +8,11 @@ use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
+use portcullis_runtime::FrameWaker;
 
+use crate::NetConfig;
 use crate::codec::is_blank;
 use crate::connection::{CloseCause, Connection, ConnectionId, Inbox, InboxItem, Link, RateBucket};
-use crate::{FrameWaker, NetConfig};
 
 /// What a transport tells the ECS. Sent through one `crossbeam_channel`.
 #[derive(Debug)]

@@ -36,7 +36,6 @@ mod listener;
 mod startup;
 mod stream;
 mod testing;
-mod waker;
 mod ws;
 
 use std::net::SocketAddr;
@@ -45,6 +44,7 @@ use std::sync::atomic::AtomicUsize;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
+use portcullis_runtime::FrameWaker;
 use tokio_util::sync::CancellationToken;
 
 pub use bridge::*;
@@ -56,19 +56,19 @@ pub use startup::{ListenFailed, Listening};
 pub use testing::*;
 /// The TLS server configuration type of [`NetPlugin::tls`] (rustls, through tokio-rustls).
 pub use tokio_rustls::rustls::ServerConfig as TlsServerConfig;
-pub use waker::*;
 
-/// Where in the frame the network plugin works. Configured in `Update`:
-/// `Receive` runs first, `Send` last; put anything that reads inboxes
-/// between them.
+/// Where in the frame the network plugin works: `Receive` and `Closing` in
+/// `PreUpdate`, `Send` in `PostUpdate`, so systems in `Update` see this
+/// frame's input and what they send leaves in the same frame. Put anything
+/// that reads inboxes after `Receive` in `PreUpdate`.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NetSystems {
     /// Drain the transport channel into `Connection` entities and inboxes.
     Receive,
-    /// Report connections whose close began ([`ConnectionClosing`]). Between
-    /// `Receive` and `Send`; the layers above order it among their systems.
+    /// Report connections whose close began ([`ConnectionClosing`]). In
+    /// `PreUpdate` after `Receive`; the layers above order it among their systems.
     Closing,
-    /// End of frame: after everything that answers input and before the
+    /// In `PostUpdate`: after everything that answers input and before the
     /// frame ends (the layer above closes finished connections here).
     Send,
 }
@@ -267,8 +267,9 @@ impl Plugin for NetPlugin {
             .add_message::<ConnectionClosing>()
             .add_message::<InputDrained>()
             .add_systems(Startup, startup::start_listeners)
-            .configure_sets(Update, (NetSystems::Receive, NetSystems::Closing, NetSystems::Send).chain())
-            .add_systems(Update, receive_net_events.in_set(NetSystems::Receive))
-            .add_systems(Update, announce_closing_connections.in_set(NetSystems::Closing));
+            .configure_sets(PreUpdate, (NetSystems::Receive, NetSystems::Closing).chain())
+            .configure_sets(PostUpdate, NetSystems::Send)
+            .add_systems(PreUpdate, receive_net_events.in_set(NetSystems::Receive))
+            .add_systems(PreUpdate, announce_closing_connections.in_set(NetSystems::Closing));
     }
 }

@@ -4,7 +4,8 @@
 
 use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time};
-use portcullis_net::{Admission, Connection, FrameWaker, Inbox, InboxItem, NetConfig, ReadyInboxes};
+use portcullis_net::{Admission, Connection, Inbox, InboxItem, NetConfig, ReadyInboxes};
+use portcullis_runtime::FrameWaker;
 
 use crate::RpcConfig;
 use crate::batch::Batch;

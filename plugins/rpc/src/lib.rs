@@ -33,8 +33,10 @@ pub use portcullis_protocol::{
 pub use registry::*;
 pub use reply::*;
 
-/// Where in the frame the dispatcher runs (in `Update`, after
-/// [`NetSystems::Receive`] and before [`NetSystems::Send`]).
+/// Where in the frame the dispatcher runs: in `PreUpdate`, after
+/// [`NetSystems::Receive`], so game systems in `Update` see what this
+/// frame's requests did; answers go out by [`NetSystems::Send`] in
+/// `PostUpdate` of the same frame.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RpcSystems {
     /// Parse frames and run method handlers.
@@ -74,10 +76,10 @@ impl Plugin for RpcPlugin {
             .init_resource::<RpcGates>()
             .init_resource::<dispatch::Tickets>()
             .init_resource::<portcullis_net::ReadyInboxes>()
-            .configure_sets(Update, RpcSystems::Dispatch.after(NetSystems::Receive).before(NetSystems::Send))
-            .add_systems(Update, dispatch_frames.in_set(RpcSystems::Dispatch))
-            .add_systems(Update, close_finished_connections.in_set(NetSystems::Send))
-            .add_systems(Update, wake_for_waiting_frames.after(NetSystems::Send))
+            .configure_sets(PreUpdate, RpcSystems::Dispatch.after(NetSystems::Receive))
+            .add_systems(PreUpdate, dispatch_frames.in_set(RpcSystems::Dispatch))
+            .add_systems(PostUpdate, close_finished_connections.in_set(NetSystems::Send))
+            .add_systems(PostUpdate, wake_for_waiting_frames.after(NetSystems::Send))
             .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
                 commands.entity(opened.entity).try_insert(RpcState::default());
             })

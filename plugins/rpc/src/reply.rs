@@ -2,7 +2,8 @@
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
-use portcullis_net::{Connection, FrameWaker, Goodbye, ReadyInboxes, SendStatus};
+use portcullis_net::{Connection, Goodbye, ReadyInboxes, SendStatus};
+use portcullis_runtime::FrameWaker;
 use serde::Serialize;
 use serde_json::json;
 

@@ -59,9 +59,3 @@ pub struct Kick {
     /// The reason (`admin` for game code and operators).
     pub reason: DisconnectReason,
 }
-
-/// Asks for the graceful shutdown of docs/protocol.md §6: stop accepting, close
-/// connections that are not logged in, kick every session with
-/// `server_shutdown`, wait for their saves, flush the store, exit 0.
-#[derive(Event, Debug, Clone, Copy, Default)]
-pub struct RequestShutdown;

@@ -10,6 +10,7 @@
 //!  SessionSystems::Timers ── limits.rs: login deadline, kick deadline, idle ── machine.rs transitions
 //!  observers: ConnectionOpened → Session + LoginDeadline; ConnectionClosed, Kick, RequestShutdown → machine.rs
 //!  events out: LoggedIn, LoggedOut, Kicked (the features and games observe them)
+//!  (all of it in PreUpdate; game systems in Update see the result, replies leave in PostUpdate)
 //! ```
 //!
 //! A connection entity carries the design card's components: [`Session`]
@@ -51,9 +52,10 @@ use std::time::Duration;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use portcullis_net::{ConnectionClosed, ConnectionOpened, FrameWaker, NetSystems};
+use portcullis_net::{ConnectionClosed, ConnectionOpened, NetSystems};
 use portcullis_protocol::method;
 use portcullis_rpc::{Access, RpcAppExt, RpcGates, RpcSystems};
+use portcullis_runtime::{FrameWaker, ShutdownPlugin};
 use portcullis_store::{Store, StoreConfig};
 
 pub use events::*;
@@ -67,8 +69,9 @@ pub use state::*;
 pub use store::*;
 pub use token::*;
 
-/// Where in the frame sessions are worked on (in `Update`, after
-/// [`RpcSystems::Dispatch`], before [`NetSystems::Send`]).
+/// Where in the frame sessions are worked on: in `PreUpdate`, after
+/// [`RpcSystems::Dispatch`] (with [`NetSystems::Closing`] between the two),
+/// so game systems in `Update` see the sessions as this frame left them.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SessionSystems {
     /// Hand each store reply to the queue of the op type that asked for it
@@ -140,6 +143,9 @@ impl SessionPlugin {
 
 impl Plugin for SessionPlugin {
     fn build(&self, app: &mut App) {
+        if !app.is_plugin_added::<ShutdownPlugin>() {
+            app.add_plugins(ShutdownPlugin);
+        }
         let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner()).take();
         let store = opened.unwrap_or_else(|| {
             let waker = app.world_mut().get_resource_or_init::<FrameWaker>().clone();
@@ -158,15 +164,14 @@ impl Plugin for SessionPlugin {
             .init_resource::<ShutdownState>()
             .init_resource::<KickAllowList>()
             .configure_sets(
-                Update,
+                PreUpdate,
                 (SessionSystems::Route, SessionSystems::Store, NetSystems::Closing, SessionSystems::Timers)
                     .chain()
-                    .after(RpcSystems::Dispatch)
-                    .before(NetSystems::Send),
+                    .after(RpcSystems::Dispatch),
             )
-            .add_systems(Update, route_store_replies.in_set(SessionSystems::Route))
+            .add_systems(PreUpdate, route_store_replies.in_set(SessionSystems::Route))
             .add_systems(
-                Update,
+                PreUpdate,
                 (end_sessions_of_closing_connections, judge_drained_deadlines, check_deadlines, finish_shutdown)
                     .chain()
                     .in_set(SessionSystems::Timers),

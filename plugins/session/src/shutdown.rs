@@ -1,13 +1,21 @@
-//! Graceful shutdown (docs/protocol.md §6, "Shutdown"; docs/cli.md: exit status 0).
+//! Graceful shutdown (docs/protocol.md §6, "Shutdown"; docs/cli.md: exit status 0):
+//! the session plugin's part of runtime's drain.
+//!
+//! ```text
+//!  RequestShutdown ─▶ on_request_shutdown: hold "session", stop accepting, close anonymous
+//!                     connections, kick every session with server_shutdown
+//!  PreUpdate, SessionSystems::Timers ─▶ finish_shutdown: every connection gone (or grace over)
+//!                     → close the store (commits what is queued), release "session"
+//!  Last (runtime) ─▶ no hold left → AppExit::Success
+//! ```
 
 use std::time::Duration;
 
-use bevy_app::AppExit;
 use bevy_ecs::prelude::*;
 use portcullis_net::{ConnectionIndex, NetControl};
 use portcullis_rpc::DisconnectReason;
+use portcullis_runtime::{RequestShutdown, Shutdown};
 
-use crate::events::RequestShutdown;
 use crate::machine::SessionCtx;
 use crate::state::SessionState;
 
@@ -15,8 +23,14 @@ use crate::state::SessionState;
 /// connections to finish closing before it exits anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
-/// Whether the server is shutting down. Inserted by `SessionPlugin`; set by
-/// the [`RequestShutdown`] observer.
+/// The name of the session plugin's hold on the exit ([`Shutdown::hold`]):
+/// taken when the shutdown starts, released once every connection is gone
+/// and the store is closed.
+pub const SESSION_HOLD: &str = "session";
+
+/// Whether the session plugin is shutting down (its part of runtime's
+/// [`Shutdown`] drain). Inserted by `SessionPlugin`; set by the
+/// [`RequestShutdown`] observer.
 #[derive(Resource, Default, Debug)]
 pub struct ShutdownState {
     started: Option<Duration>,
@@ -30,13 +44,19 @@ impl ShutdownState {
     }
 }
 
-/// Starts the shutdown: stop accepting, close connections that are not
-/// logged in, kick every session with `server_shutdown` (a session already
-/// kicking keeps its kick and deadline).
-pub fn on_request_shutdown(_request: On<RequestShutdown>, mut ctx: SessionCtx, net: Option<Res<NetControl>>) {
+/// Starts the shutdown: hold the exit ([`SESSION_HOLD`]), stop accepting,
+/// close connections that are not logged in, kick every session with
+/// `server_shutdown` (a session already kicking keeps its kick and deadline).
+pub fn on_request_shutdown(
+    _request: On<RequestShutdown>,
+    mut ctx: SessionCtx,
+    net: Option<Res<NetControl>>,
+    mut drain: ResMut<Shutdown>,
+) {
     if ctx.shutdown.is_active() {
         return;
     }
+    drain.hold(SESSION_HOLD);
     let now = ctx.now();
     ctx.shutdown.started = Some(now);
     bevy_log::info!(sessions = ctx.index.sessions(), "shutting down: saving sessions");
@@ -57,9 +77,10 @@ pub fn on_request_shutdown(_request: On<RequestShutdown>, mut ctx: SessionCtx, n
     }
 }
 
-/// Ends the shutdown once every connection is gone (or the grace time ran
-/// out): closes the store, which commits everything queued, then exits 0.
-pub fn finish_shutdown(mut ctx: SessionCtx, connections: Res<ConnectionIndex>, mut exit: MessageWriter<AppExit>) {
+/// Ends the session plugin's part once every connection is gone (or the
+/// grace time ran out): closes the store, which commits everything queued,
+/// then releases [`SESSION_HOLD`] (runtime exits 0 when no hold is left).
+pub fn finish_shutdown(mut ctx: SessionCtx, connections: Res<ConnectionIndex>, mut drain: ResMut<Shutdown>) {
     let Some(started) = ctx.shutdown.started else { return };
     if ctx.shutdown.finished {
         return;
@@ -75,5 +96,5 @@ pub fn finish_shutdown(mut ctx: SessionCtx, connections: Res<ConnectionIndex>, m
         bevy_log::error!(error = %e, "closing the store failed");
     }
     bevy_log::info!(left_open = connections.len(), "shutdown complete");
-    exit.write(AppExit::Success);
+    drain.release(SESSION_HOLD);
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use bevy_app::AppExit;
 use ecs_support::*;
-use portcullis_session::{RequestShutdown, SessionConfig};
+use portcullis_runtime::RequestShutdown;
+use portcullis_session::SessionConfig;
 use portcullis_store::StoreConfig;
 use portcullis_testkit::{TestConfig, TestServer, error_code};
 use serde_json::json;

@@ -47,11 +47,12 @@ fn queue_len(server: &portcullis_testkit::TestServer) -> usize {
 fn kick_deadline_that_passed_during_an_earlier_save_ends_once_the_save_is_answered() {
     let mut server = server_with(kick_after(Duration::ZERO));
     server.app.init_resource::<KickAfterDispatch>();
-    server
-        .app
-        .add_systems(bevy_app::Update, kick_after_dispatch.after(RpcSystems::Dispatch).before(SessionSystems::Store));
+    server.app.add_systems(
+        bevy_app::PreUpdate,
+        kick_after_dispatch.after(RpcSystems::Dispatch).before(SessionSystems::Store),
+    );
     server.app.init_resource::<HoldStoreReplies>();
-    server.app.configure_sets(bevy_app::Update, SessionSystems::Store.run_if(|hold: Res<HoldStoreReplies>| !hold.0));
+    server.app.configure_sets(bevy_app::PreUpdate, SessionSystems::Store.run_if(|hold: Res<HoldStoreReplies>| !hold.0));
     let mut a = Peer::connect(&mut server);
     let token = a.login(&mut server, "netease1");
     a.forget();

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use portcullis::metrics::nearest_rank;
+use portcullis::runtime::nearest_rank;
 
 /// Latencies of one run, in microseconds; every sample is kept, so the
 /// percentiles are exact.
@@ -102,12 +102,12 @@ pub struct FrameSample {
 }
 
 impl FrameSample {
-    /// Parses a log line of [`crate::metrics`]
-    /// (`... portcullis::metrics: frame metrics fps=30.0 frame_p50_us=12 ...`);
+    /// Parses a log line of the server's frame metrics (`portcullis_runtime::FrameMetricsPlugin`:
+    /// `... portcullis::metrics: frame metrics connections=3 sessions=2 fps=30.0 frame_p50_us=12 ...`);
     /// `None` for any other line.
     pub fn parse(line: &str, at: Instant) -> Option<Self> {
-        let start = line.find(portcullis::metrics::METRICS_MESSAGE)?;
-        if !line[..start].contains(portcullis::metrics::METRICS_TARGET) {
+        let start = line.find(portcullis::runtime::METRICS_MESSAGE)?;
+        if !line[..start].contains(portcullis::runtime::METRICS_TARGET) {
             return None;
         }
         let mut sample =

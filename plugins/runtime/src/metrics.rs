@@ -1,19 +1,20 @@
 //! Frame metrics: how long each frame of the `Main` schedule takes, how many
-//! frames run per second, and how many connections and sessions are open,
-//! logged as percentiles every [`FrameMetricsPlugin::log_every`].
+//! frames run per second, and the gauges other plugins register (the
+//! facade registers open connections and sessions), logged as percentiles
+//! every [`FrameMetricsPlugin::log_every`].
 //!
 //! ```text
 //!  Main: FrameStart ─ First ─ PreUpdate ─ RunFixedMainLoop ─ Update ─ ... ─ Last ─ FrameEnd
 //!           │ Instant::now()                                                        │ duration → window
 //!           └───────────────────────────────────────────────────────────────────────┘
 //!  every log_every: info!(target: "portcullis::metrics", fps, frame_p50_us, frame_p99_us,
-//!                         frame_max_us, connections, sessions, "frame metrics")
+//!                         frame_max_us, "frame metrics NAME=VALUE ...")   one NAME=VALUE per gauge
 //! ```
 //!
 //! The two schedules wrap every other schedule of `Main`, so a frame's
 //! duration covers all its systems (network input, RPC dispatch, sessions,
 //! fixed ticks, output). `portcullis-bench` (tools/bench) reads these log lines from the
-//! server's stderr.
+//! server's stderr: the message and every field are `NAME=VALUE` words.
 
 use std::time::{Duration, Instant};
 
@@ -21,8 +22,6 @@ use bevy_app::{App, MainScheduleOrder, Plugin};
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
-use portcullis_net::ConnectionIndex;
-use portcullis_session::SessionIndex;
 
 /// The `tracing` target of the metrics log line.
 pub const METRICS_TARGET: &str = "portcullis::metrics";
@@ -32,16 +31,18 @@ pub const METRICS_MESSAGE: &str = "frame metrics";
 
 /// Measures every frame and logs [`FrameStats`] every `log_every`.
 ///
-/// Added to the `serve` app by [`build_server_app`](crate::app::build_server_app)
-/// (`--metrics-every`). Inserts the [`FrameMetrics`] resource and the
-/// [`FrameStart`] and [`FrameEnd`] schedules, first and last in `Main`.
+/// Added to the `serve` app by `portcullis::app::build_server_app`
+/// (`--metrics-every`). Inserts the [`FrameMetrics`] and [`FrameGauges`]
+/// resources and the [`FrameStart`] and [`FrameEnd`] schedules, first and
+/// last in `Main`. Register what else to log with
+/// [`FrameMetricsAppExt::add_frame_gauge`].
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
 /// use bevy_app::App;
-/// use portcullis::metrics::{FrameMetrics, FrameMetricsPlugin};
+/// use portcullis_runtime::{FrameMetrics, FrameMetricsPlugin};
 ///
 /// let mut app = App::new();
 /// app.add_plugins(FrameMetricsPlugin { log_every: Duration::from_secs(10) });
@@ -78,6 +79,7 @@ pub struct FrameEnd;
 impl Plugin for FrameMetricsPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(FrameMetrics::new(self.log_every))
+            .init_resource::<FrameGauges>()
             .add_systems(FrameStart, start_frame)
             .add_systems(FrameEnd, end_frame);
         place_first_and_last(app);
@@ -143,11 +145,11 @@ impl FrameMetrics {
         self.durations_us.push(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
     }
 
-    /// Closes the window at `now`: its statistics (with `connections` and
-    /// `sessions`), and a new empty window from `now`.
-    pub fn close_window(&mut self, now: Instant, connections: usize, sessions: usize) -> FrameStats {
+    /// Closes the window at `now`: its statistics (with the `gauges` read
+    /// now), and a new empty window from `now`.
+    pub fn close_window(&mut self, now: Instant, gauges: Vec<(&'static str, u64)>) -> FrameStats {
         let elapsed = now.saturating_duration_since(self.window_start);
-        let stats = FrameStats::from_durations(&mut self.durations_us, elapsed, connections, sessions);
+        let stats = FrameStats::from_durations(&mut self.durations_us, elapsed, gauges);
         self.durations_us.clear();
         self.window_start = now;
         self.last = Some(stats.clone());
@@ -173,15 +175,18 @@ pub struct FrameStats {
     pub frame_p99_us: u64,
     /// Longest frame, µs.
     pub frame_max_us: u64,
-    /// Open connections at the end of the window.
-    pub connections: usize,
-    /// Sessions (logged in or kicking) at the end of the window.
-    pub sessions: usize,
+    /// The registered gauges at the end of the window, in registration order.
+    pub gauges: Vec<(&'static str, u64)>,
 }
 
 impl FrameStats {
+    /// The value of the gauge `name`, if one was registered.
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        self.gauges.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
     /// Percentiles of `durations_us` (sorted in place) over a window of `elapsed`.
-    pub fn from_durations(durations_us: &mut [u64], elapsed: Duration, connections: usize, sessions: usize) -> Self {
+    pub fn from_durations(durations_us: &mut [u64], elapsed: Duration, gauges: Vec<(&'static str, u64)>) -> Self {
         durations_us.sort_unstable();
         let secs = elapsed.as_secs_f64();
         let fps = if secs > 0.0 { durations_us.len() as f64 / secs } else { 0.0 };
@@ -191,8 +196,7 @@ impl FrameStats {
             frame_p50_us: nearest_rank(durations_us, 0.50),
             frame_p99_us: nearest_rank(durations_us, 0.99),
             frame_max_us: durations_us.last().copied().unwrap_or(0),
-            connections,
-            sessions,
+            gauges,
         }
     }
 }
@@ -211,32 +215,90 @@ fn start_frame(mut metrics: ResMut<FrameMetrics>) {
     metrics.frame_start = Some(Instant::now());
 }
 
-/// [`FrameEnd`]: records the frame's duration; logs and restarts the window when it is over.
-fn end_frame(
-    mut metrics: ResMut<FrameMetrics>,
-    connections: Option<Res<ConnectionIndex>>,
-    sessions: Option<Res<SessionIndex>>,
-) {
+/// [`FrameEnd`]: records the frame's duration; reads the gauges, logs and
+/// restarts the window when it is over. Exclusive, since gauges read the
+/// whole world; it runs alone in its schedule anyway.
+fn end_frame(world: &mut World) {
     let now = Instant::now();
+    let mut metrics = world.resource_mut::<FrameMetrics>();
     if let Some(start) = metrics.frame_start.take() {
         metrics.record(now.saturating_duration_since(start));
     }
     if !metrics.window_over(now) {
         return;
     }
-    let connections = connections.map_or(0, |index| index.len());
-    let sessions = sessions.map_or(0, |index| index.sessions());
-    let stats = metrics.close_window(now, connections, sessions);
+    let gauges = world.get_resource::<FrameGauges>().map_or_else(Vec::new, |gauges| gauges.read(world));
+    let stats = world.resource_mut::<FrameMetrics>().close_window(now, gauges);
+    let gauges: String = stats.gauges.iter().map(|(name, value)| format!(" {name}={value}")).collect();
     bevy_log::info!(
         target: "portcullis::metrics",
         fps = format_args!("{:.1}", stats.fps),
         frame_p50_us = stats.frame_p50_us,
         frame_p99_us = stats.frame_p99_us,
         frame_max_us = stats.frame_max_us,
-        connections = stats.connections,
-        sessions = stats.sessions,
-        "frame metrics"
+        "frame metrics{gauges}"
     );
+}
+
+/// Reads one figure from the world for the metrics line (e.g. open connections).
+pub type GaugeFn = fn(&World) -> u64;
+
+/// The gauges logged with every metrics window, in registration order.
+/// Inserted by [`FrameMetricsPlugin`]; filled by
+/// [`FrameMetricsAppExt::add_frame_gauge`].
+#[derive(Resource, Default)]
+pub struct FrameGauges {
+    gauges: Vec<(&'static str, GaugeFn)>,
+}
+
+impl FrameGauges {
+    /// Adds (or replaces) the gauge `name`. `name` becomes a `NAME=VALUE`
+    /// word of the log line: use lowercase letters and `_`.
+    pub fn add(&mut self, name: &'static str, read: GaugeFn) {
+        match self.gauges.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = read,
+            None => self.gauges.push((name, read)),
+        }
+    }
+
+    /// Every gauge's value now.
+    pub fn read(&self, world: &World) -> Vec<(&'static str, u64)> {
+        self.gauges.iter().map(|(name, read)| (*name, read(world))).collect()
+    }
+}
+
+/// Registers frame gauges on an `App`.
+pub trait FrameMetricsAppExt {
+    /// Logs `read(world)` as `name=VALUE` with every metrics window (see
+    /// [`FrameGauges::add`]). Works before or after [`FrameMetricsPlugin`]
+    /// is added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bevy_app::App;
+    /// use bevy_ecs::prelude::*;
+    /// use portcullis_runtime::{FrameMetrics, FrameMetricsAppExt, FrameMetricsPlugin};
+    ///
+    /// #[derive(Component)]
+    /// struct Player;
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins(FrameMetricsPlugin::every(Duration::ZERO))
+    ///     .add_frame_gauge("entities", |world| world.entities().len() as u64);
+    /// app.update();
+    /// let last = app.world().resource::<FrameMetrics>().last().unwrap();
+    /// assert!(last.gauge("entities").is_some());
+    /// ```
+    fn add_frame_gauge(&mut self, name: &'static str, read: GaugeFn) -> &mut Self;
+}
+
+impl FrameMetricsAppExt for App {
+    fn add_frame_gauge(&mut self, name: &'static str, read: GaugeFn) -> &mut Self {
+        self.world_mut().get_resource_or_init::<FrameGauges>().add(name, read);
+        self
+    }
 }
 
 #[cfg(test)]
@@ -246,16 +308,20 @@ mod tests {
     #[test]
     fn percentiles_use_the_nearest_rank() {
         let mut durations: Vec<u64> = (1..=100).rev().collect();
-        let stats = FrameStats::from_durations(&mut durations, Duration::from_secs(2), 3, 2);
+        let stats = FrameStats::from_durations(
+            &mut durations,
+            Duration::from_secs(2),
+            vec![("connections", 3), ("sessions", 2)],
+        );
         assert_eq!((stats.frame_p50_us, stats.frame_p99_us, stats.frame_max_us), (50, 99, 100));
         assert_eq!(stats.frames, 100);
         assert!((stats.fps - 50.0).abs() < 1e-9);
-        assert_eq!((stats.connections, stats.sessions), (3, 2));
+        assert_eq!((stats.gauge("connections"), stats.gauge("sessions")), (Some(3), Some(2)));
     }
 
     #[test]
     fn an_empty_window_is_all_zero() {
-        let stats = FrameStats::from_durations(&mut [], Duration::ZERO, 0, 0);
+        let stats = FrameStats::from_durations(&mut [], Duration::ZERO, Vec::new());
         assert_eq!((stats.fps, stats.frame_p50_us, stats.frame_p99_us, stats.frame_max_us), (0.0, 0, 0, 0));
     }
 
@@ -280,5 +346,19 @@ mod tests {
         let metrics = app.world().resource::<FrameMetrics>();
         assert_eq!(metrics.frames_in_window(), 0);
         assert_eq!(metrics.last().map(|stats| stats.frames), Some(1));
+    }
+
+    #[test]
+    fn gauges_are_read_when_a_window_closes_in_registration_order() {
+        #[derive(Resource)]
+        struct Open(u64);
+        let mut app = App::new();
+        app.add_frame_gauge("open", |world| world.get_resource::<Open>().map_or(0, |open| open.0))
+            .add_plugins(FrameMetricsPlugin::every(Duration::ZERO))
+            .add_frame_gauge("always", |_| 7)
+            .insert_resource(Open(3));
+        app.update();
+        let last = app.world().resource::<FrameMetrics>().last().cloned().expect("a window closed");
+        assert_eq!(last.gauges, vec![("open", 3), ("always", 7)]);
     }
 }

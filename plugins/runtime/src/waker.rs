@@ -10,9 +10,23 @@ use bevy_ecs::resource::Resource;
 /// they push into a channel the ECS drains, and that the event-driven runner
 /// sleeps on.
 ///
-/// Inserted as a resource by `NetPlugin`; runners read it with
-/// `world.resource::<FrameWaker>().clone()`. Waking is idempotent: many wakes
-/// before the next frame cost one lock.
+/// Inserted as a resource by [`RunnerPlugin`](crate::RunnerPlugin) and
+/// [`SignalPlugin`](crate::SignalPlugin) (or by whichever plugin needs it
+/// first, with `get_resource_or_init`, so every plugin shares one); runners
+/// read it with `world.resource::<FrameWaker>().clone()`. Waking is
+/// idempotent: many wakes before the next frame cost one lock.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use portcullis_runtime::FrameWaker;
+///
+/// let waker = FrameWaker::default();
+/// let remote = waker.clone();
+/// std::thread::spawn(move || remote.wake());
+/// assert!(waker.wait_until(Instant::now() + Duration::from_secs(10)));
+/// ```
 #[derive(Resource, Clone, Default, Debug)]
 pub struct FrameWaker {
     inner: Arc<Inner>,

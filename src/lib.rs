@@ -24,7 +24,7 @@
 //! let store = StoreConfig::new(db.path().join("game.db")).fast_hashing(); // drop fast_hashing in production
 //! let mut app = App::new();
 //! app.add_plugins(ServerPlugins
-//!         .set(NetPlugin::bind("127.0.0.1:0".parse()?)?)
+//!         .set(NetPlugin::tcp("127.0.0.1:0".parse()?))
 //!         .set(SessionPlugin::new(SessionConfig::default(), store))
 //!         .set(SignalPlugin { install_process_handler: false })) // `app.run()` in main would keep it
 //!     .add_rpc_method("hello", Access::Public, hello);

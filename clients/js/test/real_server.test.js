@@ -22,7 +22,8 @@ const how = noWs === null ? "over its WebSocket listener" : "through a WebSocket
 
 describe(`the real server's sessions, ${how}`, { skip: "skip" in sessions ? sessions.skip : false }, () => {
   const real = /** @type {import("../testing/real_server.js").RealServer} */ (sessions);
-  after(() => real.stop());
+  // The listener's suite below stops the native server when it is the same one.
+  after(() => (sessions === native ? undefined : real.stop()));
 
   test("the 13 steps of portcullis scenario: 13/13 steps ok", async () => {
     const report = await runScenario(real.url);
@@ -67,7 +68,7 @@ describe(`the real server's sessions, ${how}`, { skip: "skip" in sessions ? sess
 
 describe("the real server's WebSocket listener", { skip: noWs ?? false }, () => {
   const real = /** @type {import("../testing/real_server.js").RealServer} */ (native);
-  after(() => real.stop());
+  after(() => ("stop" in real ? real.stop() : undefined));
 
   test("after disconnected, a close frame 1000 with the reason text", async () => {
     const client = await Client.connect(real.url);

@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use bevy_ecs::prelude::*;
-use portcullis::net::NetConfig;
-use portcullis::rpc::{Access, Request, RpcAppExt, RpcConfig, RpcError};
-use portcullis::session::SessionConfig;
-use portcullis::testing::{JsonClient, TestConfig, TestServer, error_code};
+use portcullis_net::NetConfig;
+use portcullis_rpc::{Access, Request, RpcAppExt, RpcConfig, RpcError};
+use portcullis_session::SessionConfig;
+use portcullis_testkit::{JsonClient, TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 fn server_with(rpc: RpcConfig, net: NetConfig) -> TestServer {

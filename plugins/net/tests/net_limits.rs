@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use bevy_time::{Real, Time};
-use portcullis::net::NetConfig;
-use portcullis::testing::{TestConfig, TestServer, error_code};
+use portcullis_net::NetConfig;
+use portcullis_testkit::{TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 /// A 200-ping flood in the very first frames of the server (clock at zero)
@@ -44,7 +44,7 @@ fn rate_limit_close_works_while_the_clock_is_below_one_second() {
 }
 
 /// Saves `data` for a freshly logged-in netease1 and returns the token.
-fn login_and_save(server: &mut TestServer, client: &mut portcullis::testing::JsonClient, data: &Value) -> String {
+fn login_and_save(server: &mut TestServer, client: &mut portcullis_testkit::JsonClient, data: &Value) -> String {
     let token = server.login(client, "netease1", "123");
     let saved = server.request(client, "userdata_save", json!({"token": token, "data": data}));
     assert_eq!(saved["result"]["version"], 1, "{saved}");
@@ -70,8 +70,7 @@ fn unread_output_over_outbound_queue_bytes_closes_the_connection() {
     let mut client = server.connect();
     let token = login_and_save(&mut server, &mut client, &big_object());
     let entity = server.entity(&client).unwrap();
-    let unsent =
-        |server: &TestServer| server.world().get::<portcullis::net::Connection>(entity).unwrap().unsent_bytes();
+    let unsent = |server: &TestServer| server.world().get::<portcullis_net::Connection>(entity).unwrap().unsent_bytes();
     let loads_answered = |got: &[Value]| got.iter().filter(|m| m["result"]["data"].is_object()).count();
 
     // Backpressure: three unread answers (about 60 KB) are over half of the
@@ -99,7 +98,7 @@ fn unread_output_over_outbound_queue_bytes_closes_the_connection() {
     }
     // (Reading would lower the unsent output: look at the server side only.)
     let closed = server.step_until(|s| {
-        s.world().get::<portcullis::net::Connection>(entity).is_none_or(portcullis::net::Connection::is_closing)
+        s.world().get::<portcullis_net::Connection>(entity).is_none_or(portcullis_net::Connection::is_closing)
     });
     assert!(closed, "not closed although its unsent output passed outbound_queue_bytes");
     server.step(2);

@@ -9,10 +9,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use portcullis::net::NetConfig;
-use portcullis::rpc::{DisconnectReason, RpcConfig};
-use portcullis::session::{Kick, SessionConfig, SessionIndex};
-use portcullis::testing::{JsonClient, TestConfig, TestServer, error_code};
+use portcullis_net::NetConfig;
+use portcullis_rpc::{DisconnectReason, RpcConfig};
+use portcullis_session::{Kick, SessionConfig, SessionIndex};
+use portcullis_testkit::{JsonClient, TestConfig, TestServer, error_code};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -869,7 +869,7 @@ fn frames_arriving_with_the_connection_are_handled_like_any_other() {
         ..TestConfig::default()
     });
     server.update();
-    let mut raw = portcullis::net::TestClient::connect(&mut server.app);
+    let mut raw = portcullis_net::TestClient::connect(&mut server.app);
     raw.send_line(r#"{"jsonrpc":"2.0","id":1,"method":"logout","params":{"token":"x"}}"#);
     raw.send_line(r#"{"jsonrpc":"2.0","id":2,"method":"userdata_load"}"#);
     raw.send_line("{bad");

@@ -135,7 +135,8 @@ impl SessionPlugin {
         Self { config, store: StoreConfig::default(), opened: Mutex::new(Some(store)) }
     }
 
-    /// A plugin opening `store` when built (panics if it cannot be opened).
+    /// A plugin opening `store` in `Startup`; a store that cannot be opened is
+    /// logged and ends the app with `AppExit::error()` (no panic).
     pub fn new(config: SessionConfig, store: StoreConfig) -> Self {
         Self { config, store, opened: Mutex::new(None) }
     }
@@ -147,16 +148,31 @@ impl Plugin for SessionPlugin {
             app.add_plugins(ShutdownPlugin);
         }
         let opened = self.opened.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let store = opened.unwrap_or_else(|| {
-            let waker = app.world_mut().get_resource_or_init::<FrameWaker>().clone();
-            Store::open(self.store.clone(), Some(Arc::new(move || waker.wake())))
-                .unwrap_or_else(|e| panic!("SessionPlugin: cannot open the store {:?}: {e}", self.store.path))
-        });
+        if opened.is_none() {
+            // No database is opened while the plugin is built: the store opens
+            // in `Startup`, and a failure ends the app with an error instead of a panic.
+            let config = self.store.clone();
+            app.world_mut().get_resource_or_init::<FrameWaker>();
+            app.add_systems(
+                Startup,
+                move |mut handle: ResMut<StoreHandle>, waker: Res<FrameWaker>, mut exit: MessageWriter<AppExit>| {
+                    let waker = waker.clone();
+                    match Store::open(config.clone(), Some(Arc::new(move || waker.wake()))) {
+                        Ok(store) => handle.0 = Some(store),
+                        Err(e) => {
+                            bevy_log::error!(path = ?config.path, error = %e, "cannot open the store");
+                            exit.write(AppExit::error());
+                        }
+                    }
+                },
+            );
+        }
+        let store = opened;
         // A connection accepted during the shutdown hears why it is refused (docs/protocol.md §6).
         app.world_mut().get_resource_or_init::<portcullis_net::Goodbyes>().server_shutdown =
             Some(portcullis_rpc::goodbye(portcullis_protocol::DisconnectReason::ServerShutdown));
         app.insert_resource(self.config.clone())
-            .insert_resource(StoreHandle(Some(store)))
+            .insert_resource(StoreHandle(store))
             .init_resource::<SessionIndex>()
             .init_resource::<PendingTags>()
             .init_resource::<StagedCards>()

@@ -65,8 +65,8 @@ impl Plugin for AccountsPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(self.config.clone())
             .init_resource::<LoginThrottle>()
-            .add_systems(Update, apply_account_replies.in_set(SessionSystems::Store))
-            .add_systems(Update, prune_login_throttle.in_set(SessionSystems::Timers))
+            .add_systems(PreUpdate, apply_account_replies.in_set(SessionSystems::Store))
+            .add_systems(PreUpdate, prune_login_throttle.in_set(SessionSystems::Timers))
             .add_rpc_method(method::LOGIN, Access::Public, login)
             .add_rpc_method(method::REGISTER, Access::Public, register)
             .add_rpc_method(method::CHANGE_PASSWORD, Access::LoggedIn, change_password);

@@ -64,7 +64,7 @@ pub struct UserDataPlugin {
 impl Plugin for UserDataPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(self.config.clone())
-            .add_systems(Update, apply_userdata_replies.in_set(SessionSystems::Store))
+            .add_systems(PreUpdate, apply_userdata_replies.in_set(SessionSystems::Store))
             .add_observer(on_logged_in)
             .add_observer(on_logged_out)
             .add_observer(on_write_userdata)

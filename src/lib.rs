@@ -7,7 +7,7 @@
 //! the clock, the event-driven runner, `Time<Fixed>` at the tick rate and
 //! signal handling along with the server plugins. Register game methods with
 //! [`prelude::RpcAppExt::add_rpc_method`], and test game logic with the
-//! in-memory [`prelude::TestClient`] or `session::testing::TestServer`.
+//! in-memory [`prelude::TestClient`] or [`testing::TestServer`].
 //!
 //! # A minimal game
 //!

@@ -198,6 +198,25 @@ impl SharedState {
     pub(crate) fn request_drain_again(&self) {
         self.drain_requested.store(true, Ordering::Release);
     }
+
+    /// Backpressure of every reader (docs/protocol.md §6, "Output"): while
+    /// the unsent output is over half, waits until the writer catches up or a
+    /// drain is requested, answering a drain request at once (the reader does
+    /// not read now). Returns whether it waited; the reader then looks again.
+    pub(crate) async fn wait_while_over_half(&self, id: crate::ConnectionId, bridge: &crate::NetBridge) -> bool {
+        if !self.over_half() {
+            return false;
+        }
+        if self.take_drain_request() {
+            bridge.send(crate::NetEvent::Drained { id });
+        }
+        tokio::select! {
+            biased;
+            () = self.writable.notified() => {}
+            () = self.drain.notified() => {}
+        }
+        true
+    }
 }
 
 /// The answer of [`Connection::confirm_input_drained`].

@@ -335,17 +335,7 @@ async fn read_frames(
     let mut codec = FrameCodec::new(max_frame_bytes);
     let mut buf = BytesMut::new();
     loop {
-        if shared.over_half() {
-            // Backpressure: wait for the writer; a drain request meanwhile is
-            // answered at once (this reader does not read now).
-            if shared.take_drain_request() {
-                bridge.send(NetEvent::Drained { id });
-            }
-            tokio::select! {
-                biased;
-                () = shared.writable.notified() => {}
-                () = shared.drain.notified() => {}
-            }
+        if shared.wait_while_over_half(id, bridge).await {
             continue;
         }
         if shared.take_drain_request() {

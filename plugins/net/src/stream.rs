@@ -27,15 +27,7 @@ pub(crate) async fn read_stream_frames<R: AsyncRead + Unpin>(
     let mut codec = FrameCodec::new(max_frame_bytes);
     let mut buf = BytesMut::new();
     loop {
-        if shared.over_half() {
-            if shared.take_drain_request() {
-                bridge.send(NetEvent::Drained { id });
-            }
-            tokio::select! {
-                biased;
-                () = shared.writable.notified() => {}
-                () = shared.drain.notified() => {}
-            }
+        if shared.wait_while_over_half(id, bridge).await {
             continue;
         }
         if shared.take_drain_request() {

@@ -134,15 +134,7 @@ async fn read_messages<S: AsyncRead + AsyncWrite + Unpin>(
     oversize: &AtomicBool,
 ) -> NetEvent {
     loop {
-        if shared.over_half() {
-            if shared.take_drain_request() {
-                bridge.send(NetEvent::Drained { id });
-            }
-            tokio::select! {
-                biased;
-                () = shared.writable.notified() => {}
-                () = shared.drain.notified() => {}
-            }
+        if shared.wait_while_over_half(id, bridge).await {
             continue;
         }
         if shared.take_drain_request() {

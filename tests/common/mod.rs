@@ -6,6 +6,8 @@
 //! fails the test instead of freezing it.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader as StdBufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,8 +2,8 @@
 // the DOM, served-from the fake server (location = the fake's http URL with
 // ?run=scenario,takeover), and must end with the exact texts `13/13 steps ok`
 // and `7/7 checks ok`. Also: every element the script uses exists, and what it
-// imports is what portcullis.js exports. (A real browser test needs Chromium,
-// which this machine does not have.)
+// imports is what portcullis.js exports. The same page in a real browser
+// (headless Chromium) is tests/e2e_browser.rs at the repository root.
 
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";

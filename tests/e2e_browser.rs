@@ -8,6 +8,8 @@
 //! does not work in their browser. A screenshot of the finished page is kept
 //! in `target/tmp/browser/` as an artifact.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::PathBuf;

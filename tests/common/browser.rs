@@ -102,7 +102,7 @@ impl Browser {
         self.next_id += 1;
         let request = json!({"id": id, "method": method, "params": params}).to_string();
         self.page.send(Message::text(request)).await.unwrap();
-        let answer = timeout(COMMAND, async {
+        timeout(COMMAND, async {
             while let Some(message) = self.page.next().await {
                 let Ok(Message::Text(text)) = message else { continue };
                 let value: Value = serde_json::from_str(&text).unwrap();
@@ -113,8 +113,7 @@ impl Browser {
             panic!("chromium closed the page socket");
         })
         .await
-        .unwrap_or_else(|_| panic!("no answer to {method} within {COMMAND:?}"));
-        answer
+        .unwrap_or_else(|_| panic!("no answer to {method} within {COMMAND:?}"))
     }
 
     /// Evaluates `expression` in the page (awaiting a promise) and returns its

@@ -2,10 +2,9 @@
 //! (docs/cli.md) against its own in-process server and, with `--connect`, against
 //! a separately started `portcullis serve`; `--takeover` likewise, checking
 //! from the output that what the new client loads is the old client's
-//! automatic save (docs/protocol.md §6). Over WebSocket too: a small
-//! in-test bridge (tokio-tungstenite) turns `ws://` text messages into the
-//! server's lines and back, so the client's WebSocket transport and
-//! `--connect-second` meet the real server before it speaks WebSocket itself.
+//! automatic save (docs/protocol.md §6). Over every transport the server
+//! speaks (docs/protocol.md §1.1, §1.2): `ws://`, `wss://` and TLS lines, and a
+//! takeover of a TCP session by a WebSocket login.
 //!
 //! Every wait is bounded; child processes are killed when dropped, so a hang
 //! fails the test instead of stalling it. The bounds are generous: the tests
@@ -18,10 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -180,6 +176,9 @@ fn run(args: &[&str]) -> Run {
 struct Server {
     /// `IP:PORT` from its `listening on` line.
     addr: String,
+    /// `ws://IP:PORT/` (or `wss://`) from its second `listening on` line,
+    /// when started with `--ws-listen`.
+    ws_url: Option<String>,
     /// Its log (stderr), for failure messages.
     log: Arc<Mutex<String>>,
     /// The process; dropped before the database directory.
@@ -190,6 +189,12 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with `extra` flags; with `--ws-listen` among them, also waits
+    /// for the WebSocket `listening on` line.
+    fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db = dir.path().join("serve.db");
         let child = Command::new(BIN)
@@ -198,6 +203,7 @@ impl Server {
             .arg("--db")
             .arg(&db)
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1", "--log", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -214,8 +220,8 @@ impl Server {
                 log.push('\n');
             }
         });
-        let first_line = first_line(child.0.stdout.take().expect("stdout is piped"));
-        let line = match first_line.recv_timeout(LISTEN_TIMEOUT) {
+        let lines = stdout_lines(child.0.stdout.take().expect("stdout is piped"));
+        let line = match lines.recv_timeout(LISTEN_TIMEOUT) {
             Ok(line) => line,
             Err(_) => {
                 let status = child.0.try_wait();
@@ -227,7 +233,18 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}\n{}", read(&log)))
             .to_owned();
-        Self { addr, log, _child: child, _dir: dir }
+        let ws_url = extra.contains(&"--ws-listen").then(|| {
+            let line = lines.recv_timeout(LISTEN_TIMEOUT).unwrap_or_else(|_| panic!("no ws line\n{}", read(&log)));
+            let url = line.trim_end().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}"));
+            assert!(url.starts_with("ws://") || url.starts_with("wss://"), "{line:?}");
+            format!("{url}/")
+        });
+        Self { addr, ws_url, log, _child: child, _dir: dir }
+    }
+
+    /// The WebSocket URL; panics when started without `--ws-listen`.
+    fn ws(&self) -> &str {
+        self.ws_url.as_deref().expect("started with --ws-listen")
     }
 }
 
@@ -236,17 +253,25 @@ fn read(log: &Mutex<String>) -> String {
     log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
 }
 
-/// Reads the first line of `stdout` on a thread (then keeps draining it).
-fn first_line(stdout: ChildStdout) -> Receiver<String> {
+/// Reads the lines of `stdout` on a thread, as they come.
+fn stdout_lines(stdout: ChildStdout) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
-        for _ in lines.map_while(Result::ok) {}
     });
     rx
+}
+
+/// A `portcullis cert` pair in a temporary directory: (directory, cert, key).
+fn cert_pair() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let made = Command::new(BIN).arg("cert").arg("--out").arg(dir.path()).output().expect("run portcullis cert");
+    assert!(made.status.success(), "portcullis cert: {}", String::from_utf8_lossy(&made.stderr));
+    let path = |name: &str| dir.path().join(name).to_str().expect("UTF-8 path").to_owned();
+    let (cert, key) = (path("cert.pem"), path("key.pem"));
+    (dir, cert, key)
 }
 
 #[test]
@@ -291,89 +316,45 @@ fn takeover_connect_passes_against_a_separate_server() {
     run.assert_takeover_ok();
 }
 
-/// A WebSocket front for a line server (docs/protocol.md §1 and §1.1): each
-/// text message from a client goes upstream as one line, each line from the
-/// server comes back as one text message, and a close on either side closes
-/// the other. Stops with its runtime when dropped.
-struct WsBridge {
-    /// `ws://127.0.0.1:PORT/`.
-    url: String,
-    /// Runs the bridge's tasks.
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl WsBridge {
-    fn start(upstream: &str) -> Self {
-        let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
-        let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
-        let upstream = upstream.to_owned();
-        runtime.spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(bridge(tcp, upstream.clone()));
-            }
-        });
-        Self { url, _runtime: runtime }
-    }
-}
-
-/// Carries one WebSocket connection to a new line connection to `upstream`.
-async fn bridge(tcp: tokio::net::TcpStream, upstream: String) {
-    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
-    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
-    let (mut to_client, mut from_client) = ws.split();
-    let (read, mut to_server) = server.into_split();
-    let mut from_server = tokio::io::BufReader::new(read).lines();
-    let up = async {
-        while let Some(Ok(message)) = from_client.next().await {
-            if message.is_close() {
-                break;
-            }
-            let line = match message {
-                Message::Text(text) => format!("{}\n", text.as_str()),
-                _ => continue,
-            };
-            if to_server.write_all(line.as_bytes()).await.is_err() {
-                break;
-            }
-        }
-        let _ = to_server.shutdown().await;
-    };
-    let down = async {
-        while let Ok(Some(line)) = from_server.next_line().await {
-            if to_client.send(Message::text(line)).await.is_err() {
-                return;
-            }
-        }
-        let _ = to_client.close().await;
-    };
-    tokio::join!(up, down);
-}
-
 #[test]
 fn scenario_runs_over_websocket() {
-    let server = Server::start();
-    let bridge = WsBridge::start(&server.addr);
-    let run = run(&["scenario", "--connect", &bridge.url]);
+    let server = Server::start_with(&["--ws-listen", "127.0.0.1:0"]);
+    let run = run(&["scenario", "--connect", server.ws()]);
     assert!(run.status.success(), "{}\n--- server log ---\n{}", run.dump(), read(&server.log));
     run.assert_13_steps_ok();
-    assert!(run.stdout.contains(&format!("server at {}", bridge.url)), "{}", run.dump());
+    assert!(run.stdout.contains(&format!("server at {}", server.ws())), "{}", run.dump());
+}
+
+/// If this fails, a client cannot run the game's flow over TLS: the 13 steps
+/// over `wss://` and over TLS lines (`tls://`), trusting a `portcullis cert`
+/// pair given with `--ca`.
+#[test]
+fn scenario_runs_over_wss_and_tls_lines() {
+    let (_certs, cert, key) = cert_pair();
+    let server = Server::start_with(&["--ws-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key]);
+    assert!(server.ws().starts_with("wss://"), "{}", server.ws());
+    let wss = run(&["scenario", "--connect", server.ws(), "--ca", &cert]);
+    assert!(wss.status.success(), "{}\n--- server log ---\n{}", wss.dump(), read(&server.log));
+    wss.assert_13_steps_ok();
+    let tls_url = format!("tls://{}", server.addr);
+    let tls = run(&["scenario", "--connect", &tls_url, "--ca", &cert]);
+    assert!(tls.status.success(), "{}\n--- server log ---\n{}", tls.dump(), read(&server.log));
+    tls.assert_13_steps_ok();
+    assert!(tls.stdout.contains(&format!("server at {tls_url}")), "{}", tls.dump());
 }
 
 /// If this fails, the takeover story depends on both clients using the same
 /// transport: A logs in over TCP, B over WebSocket (issue 15).
 #[test]
 fn takeover_works_across_transports() {
-    let server = Server::start();
-    let bridge = WsBridge::start(&server.addr);
-    let run = run(&["scenario", "--takeover", "--connect", &server.addr, "--connect-second", &bridge.url]);
+    let server = Server::start_with(&["--ws-listen", "127.0.0.1:0"]);
+    let run = run(&["scenario", "--takeover", "--connect", &server.addr, "--connect-second", server.ws()]);
     if !run.status.success() {
         panic!("{}\n--- server log ---\n{}", run.dump(), read(&server.log));
     }
     run.assert_takeover_ok();
     let first = run.stdout.lines().next().unwrap_or_default();
-    let expected = format!("server at {}, second connection at {}", server.addr, bridge.url);
+    let expected = format!("server at {}, second connection at {}", server.addr, server.ws());
     assert!(first.ends_with(&expected), "{}", run.dump());
 }
 
@@ -381,13 +362,12 @@ fn takeover_works_across_transports() {
 /// reconnect of step 8 must go there.
 #[test]
 fn steps_reconnect_to_the_second_address() {
-    let server = Server::start();
-    let bridge = WsBridge::start(&server.addr);
-    let run = run(&["scenario", "--connect", &server.addr, "--connect-second", &bridge.url]);
+    let server = Server::start_with(&["--ws-listen", "127.0.0.1:0"]);
+    let run = run(&["scenario", "--connect", &server.addr, "--connect-second", server.ws()]);
     assert!(run.status.success(), "{}\n--- server log ---\n{}", run.dump(), read(&server.log));
     run.assert_13_steps_ok();
     let step8 = run.stdout.lines().find(|line| line.starts_with(" 8 ") || line.starts_with("8 "));
-    assert!(step8.is_some_and(|line| line.contains(&format!("connect {}", bridge.url))), "{}", run.dump());
+    assert!(step8.is_some_and(|line| line.contains(&format!("connect {}", server.ws()))), "{}", run.dump());
 }
 
 /// If this fails, a mistyped address or the wrong kind of port gives a

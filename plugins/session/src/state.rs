@@ -220,6 +220,10 @@ impl Card {
     }
 }
 
+/// The generation of the last card [`apply_card`] wrote to this entity.
+#[derive(Component, Debug)]
+pub(crate) struct AppliedCard(u64);
+
 /// Cards written by a transition whose commands have not been applied yet:
 /// the transitions read through it, so a transition sees the one before it
 /// in the same system (and the gate sees a transition of the same frame).
@@ -261,6 +265,11 @@ pub(crate) fn card_in_world(world: &World, entity: Entity) -> Option<CardRef<'_>
 /// Writes a staged card into the world (only the components that changed,
 /// so `On<Insert<Token>>` fires once per login) and drops it from
 /// [`StagedCards`] unless a later write replaced it.
+///
+/// Command queues of different systems are applied in schedule order, not in
+/// the order the transitions ran, so a card can arrive after a newer one of
+/// the same entity was applied; it is then dropped (the newer card was built
+/// on it, through [`StagedCards`]), instead of undoing the newer transition.
 pub(crate) fn apply_card(world: &mut World, entity: Entity, generation: u64, card: Card) {
     if let Some(mut staged) = world.get_resource_mut::<StagedCards>()
         && staged.cards.get(&entity).is_some_and(|(g, _)| *g == generation)
@@ -268,6 +277,10 @@ pub(crate) fn apply_card(world: &mut World, entity: Entity, generation: u64, car
         staged.cards.remove(&entity);
     }
     let Ok(mut e) = world.get_entity_mut(entity) else { return };
+    if e.get::<AppliedCard>().is_some_and(|applied| applied.0 >= generation) {
+        return;
+    }
+    e.insert(AppliedCard(generation));
     let Card { session, token, deadline, pending } = card;
     if e.get::<Session>() != Some(&session) {
         e.insert(session);
@@ -356,5 +369,35 @@ impl SessionIndex {
     /// Account id → entity of a login waiting to take the account over.
     pub fn takeovers(&self) -> impl Iterator<Item = (i64, Entity)> + '_ {
         self.takeovers.iter().map(|(id, e)| (*id, *e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(state: SessionState) -> Card {
+        Card { session: Session { state }, token: None, deadline: None, pending: None }
+    }
+
+    /// A card applied after a newer one of the same entity (their systems'
+    /// command queues applied in another order than the transitions ran)
+    /// leaves the newer card in place. If this failed, a kick that landed
+    /// between a reply's routing and its apply would be undone: the session
+    /// would read `logged_in` again after being told it is kicked.
+    #[test]
+    fn an_older_card_applied_late_does_not_undo_a_newer_one() {
+        let mut world = World::new();
+        world.init_resource::<StagedCards>();
+        let entity = world.spawn(Session { state: SessionState::AwaitingLogin }).id();
+        let account = Account { id: 1, name: "netease1".into() };
+        let logged_in = card(SessionState::LoggedIn { account: account.clone() });
+        let kicking =
+            card(SessionState::Kicking { account, reason: DisconnectReason::Admin, deadline: Duration::from_secs(5) });
+        apply_card(&mut world, entity, 2, kicking.clone());
+        apply_card(&mut world, entity, 1, logged_in);
+        assert_eq!(world.get::<Session>(entity), Some(&kicking.session));
+        apply_card(&mut world, entity, 3, card(SessionState::Closed));
+        assert_eq!(world.get::<Session>(entity).map(Session::state), Some(&SessionState::Closed));
     }
 }

@@ -49,7 +49,7 @@ fn kick_deadline_that_passed_during_an_earlier_save_ends_once_the_save_is_answer
     server.app.init_resource::<KickAfterDispatch>();
     server.app.add_systems(
         bevy_app::PreUpdate,
-        kick_after_dispatch.after(RpcSystems::Dispatch).before(SessionSystems::Route),
+        kick_after_dispatch.after(RpcSystems::Dispatch).before(SessionSystems::Store),
     );
     server.app.init_resource::<HoldStoreReplies>();
     server.app.configure_sets(bevy_app::PreUpdate, SessionSystems::Store.run_if(|hold: Res<HoldStoreReplies>| !hold.0));

@@ -180,42 +180,64 @@ async fn serve(
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     match (&settings.kind, settings.tls.clone()) {
         (ListenerKind::Lines, None) => Some(handle_connection(stream, id, peer, bridge, settings, deadline).await),
+        // Boxed: a task's future is as large as its largest state, so the
+        // TLS and WebSocket states (a TLS session, a WebSocket stream) would
+        // otherwise be paid by every plain TCP connection too.
         (ListenerKind::Lines, Some(acceptor)) => {
-            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    bevy_log::debug!(peer = %peer, reason = "tls_handshake", error = %e, "closed before a connection");
-                    return None;
-                }
-                Err(_) => {
-                    bevy_log::debug!(peer = %peer, reason = "tls_handshake_timeout", "closed before a connection");
-                    return None;
-                }
-            };
-            let (mut rd, mut wr) = tokio::io::split(tls);
-            let transport = settings.transport();
-            let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
-            let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
-            let (cause, graceful) = drive(
-                read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
-                write_lines(&mut wr, &mut rx, &shared),
-                id,
-                bridge,
-                &abort,
-                &shared,
-            )
-            .await;
-            if graceful {
-                linger(&mut rd).await;
-            }
-            Some(cause)
+            Box::pin(serve_tls_lines(stream, id, peer, bridge, settings, acceptor, deadline)).await
         }
-        (ListenerKind::WebSocket(pages), None) => ws::serve(stream, id, peer, bridge, settings, pages, deadline).await,
+        (ListenerKind::WebSocket(pages), None) => {
+            Box::pin(ws::serve(stream, id, peer, bridge, settings, pages, deadline)).await
+        }
         (ListenerKind::WebSocket(pages), Some(acceptor)) => {
-            let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await.ok()?.ok()?;
-            ws::serve(tls, id, peer, bridge, settings, pages, deadline).await
+            Box::pin(async move {
+                let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await.ok()?.ok()?;
+                ws::serve(tls, id, peer, bridge, settings, pages, deadline).await
+            })
+            .await
         }
     }
+}
+
+/// Lines inside TLS (docs/protocol.md §1.2): the handshake, then the same
+/// reader and writer as plain TCP on the TLS stream.
+async fn serve_tls_lines(
+    stream: TcpStream,
+    id: ConnectionId,
+    peer: SocketAddr,
+    bridge: &NetBridge,
+    settings: &ListenerSettings,
+    acceptor: TlsAcceptor,
+    deadline: tokio::time::Instant,
+) -> Option<CloseCause> {
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            bevy_log::debug!(peer = %peer, reason = "tls_handshake", error = %e, "closed before a connection");
+            return None;
+        }
+        Err(_) => {
+            bevy_log::debug!(peer = %peer, reason = "tls_handshake_timeout", "closed before a connection");
+            return None;
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let transport = settings.transport();
+    let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
+    let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
+    let (cause, graceful) = drive(
+        read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
+        write_lines(&mut wr, &mut rx, &shared),
+        id,
+        bridge,
+        &abort,
+        &shared,
+    )
+    .await;
+    if graceful {
+        linger(&mut rd).await;
+    }
+    Some(cause)
 }
 
 /// Opens the ECS side of a new connection: its outbound queue, abort token
@@ -518,7 +540,9 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 /// Drains and discards input for a short while after the server's last write.
 async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
     use tokio::io::AsyncReadExt;
-    let mut scratch = [0u8; 4096];
+    // On the heap, and only while lingering: an array here would be part of
+    // every connection task's future for its whole life.
+    let mut scratch = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(n) = rd.read(&mut scratch).await {
             if n == 0 {

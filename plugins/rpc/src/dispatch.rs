@@ -284,6 +284,7 @@ fn handle_message(
                 deliver(world, &reply_to, line);
             }
         }
+        Outcome::Line(line) => deliver(world, &reply_to, line),
         Outcome::Later => {
             if let Some(mut state) = world.get_mut::<RpcState>(entity) {
                 state.held.push(ticket);

@@ -33,6 +33,7 @@ mod child;
 pub mod echo;
 mod error;
 mod hold;
+mod lean;
 mod load;
 mod login;
 mod ping;

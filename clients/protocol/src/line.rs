@@ -15,13 +15,14 @@ use crate::id::RequestId;
 /// When `result` does not serialize (a map with non-string keys, a failing
 /// `Serialize` impl).
 pub fn result_line_of<R: Serialize + ?Sized>(id: &RequestId, result: &R) -> Result<String, serde_json::Error> {
-    #[derive(Serialize)]
-    struct Line<'a, R: ?Sized> {
-        jsonrpc: &'static str,
-        id: &'a RequestId,
-        result: &'a R,
-    }
-    serde_json::to_string(&Line { jsonrpc: "2.0", id, result })
+    let mut line = Vec::with_capacity(64);
+    line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    serde_json::to_writer(&mut line, id)?;
+    line.extend_from_slice(br#","result":"#);
+    serde_json::to_writer(&mut line, result)?;
+    line.push(b'}');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(line).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` where `result_json` is JSON text.

@@ -33,6 +33,7 @@ mod connection;
 mod goodbye;
 mod http;
 mod listener;
+mod outq;
 mod startup;
 mod stream;
 mod testing;

@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use crate::codec::{FrameCodec, FrameError, is_blank};
 use crate::connection::{CloseCause, ConnectionId, Link, Outgoing, SharedState, TaskOutbound, Transport};
 use crate::goodbye::{Goodbye, Goodbyes};
 use crate::http::HttpPage;
+use crate::outq::OutReceiver;
 use crate::stream::read_stream_frames;
 use crate::ws;
 use tokio_rustls::TlsAcceptor;
@@ -251,10 +251,10 @@ pub(crate) fn open_link(
     settings: &ListenerSettings,
     deadline: tokio::time::Instant,
     link: impl FnOnce(Arc<SharedState>, Box<dyn crate::connection::Outbound>, Duration) -> Link,
-) -> (mpsc::Receiver<Outgoing>, CancellationToken, Arc<SharedState>) {
+) -> (OutReceiver, CancellationToken, Arc<SharedState>) {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let handshake = settings.handshake_timeout.saturating_sub(left);
-    let (tx, rx) = mpsc::channel(settings.outbound_queue.max(1));
+    let (tx, rx) = crate::outq::channel(settings.outbound_queue.max(1));
     let abort = CancellationToken::new();
     let shared = SharedState::new(settings.outbound_queue_bytes);
     let outbound = Box::new(TaskOutbound { tx, abort: abort.clone() });
@@ -488,11 +488,7 @@ pub(crate) enum WriteEnd {
 
 /// Writes queued lines, batching whatever is queued into one write. Counts
 /// every byte written out of the connection's unsent output.
-async fn write_lines<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    rx: &mut mpsc::Receiver<Outgoing>,
-    shared: &SharedState,
-) -> WriteEnd {
+async fn write_lines<W: AsyncWrite + Unpin>(wr: &mut W, rx: &mut OutReceiver, shared: &SharedState) -> WriteEnd {
     let mut buf = Vec::new();
     loop {
         let Some(first) = rx.recv().await else {
@@ -513,7 +509,7 @@ async fn write_lines<W: AsyncWrite + Unpin>(
                 }
             }
             if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         let mut written = 0;
@@ -527,8 +523,8 @@ async fn write_lines<W: AsyncWrite + Unpin>(
             }
         }
         buf.clear();
-        if buf.capacity() > 64 * 1024 {
-            buf = Vec::new();
+        if buf.capacity() > 4096 {
+            buf = Vec::new(); // an idle connection keeps no large write buffer
         }
         if close {
             let _ = wr.shutdown().await;

@@ -522,10 +522,8 @@ async fn write_lines<W: AsyncWrite + Unpin>(wr: &mut W, rx: &mut OutReceiver, sh
                 }
             }
         }
-        buf.clear();
-        if buf.capacity() > 4096 {
-            buf = Vec::new(); // an idle connection keeps no large write buffer
-        }
+        // An idle connection keeps no write buffer; the next batch brings its own.
+        buf = Vec::new();
         if close {
             let _ = wr.shutdown().await;
             return WriteEnd::Closed;

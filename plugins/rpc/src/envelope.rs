@@ -225,14 +225,14 @@ struct SeenNames<'de> {
 
 impl<'de> SeenNames<'de> {
     /// Records `name`; false when it was already there.
-    fn insert(&mut self, name: &Cow<'de, str>) -> bool {
+    fn insert(&mut self, name: Cow<'de, str>) -> bool {
         if !self.many.is_empty() {
-            return self.many.insert(name.clone());
+            return self.many.insert(name);
         }
-        if self.few.iter().any(|n| n == name) {
+        if self.few.contains(&name) {
             return false;
         }
-        self.few.push(name.clone());
+        self.few.push(name);
         if self.few.len() > 8 {
             self.many.extend(self.few.drain(..));
         }
@@ -503,7 +503,8 @@ impl<'de> Visitor<'de> for ObjectVisitor {
                 map.next_value::<IgnoredAny>()?;
                 return Ok(Object::NotObject);
             }
-            if !seen.insert(&name) {
+            // Borrowed names cost nothing to keep; only an escaped name is copied.
+            if !seen.insert(name.clone()) {
                 duplicate = true;
                 duplicate_id |= name == "id";
             }

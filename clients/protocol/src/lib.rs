@@ -29,7 +29,7 @@ mod reason;
 
 pub use error::{ErrorCode, RpcError};
 pub use id::RequestId;
-pub use line::{error_line, notification_line, result_line};
+pub use line::{error_line, notification_line, result_line, result_line_of};
 pub use messages::*;
 pub use reason::DisconnectReason;
 

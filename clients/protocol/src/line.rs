@@ -7,6 +7,24 @@ use serde_json::Value;
 use crate::error::RpcError;
 use crate::id::RequestId;
 
+/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` with `result` serialized
+/// straight into the line: the same bytes as [`result_line`] of its JSON
+/// text, in one pass and one allocation.
+///
+/// # Errors
+/// When `result` does not serialize (a map with non-string keys, a failing
+/// `Serialize` impl).
+pub fn result_line_of<R: Serialize + ?Sized>(id: &RequestId, result: &R) -> Result<String, serde_json::Error> {
+    let mut line = Vec::with_capacity(64);
+    line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    serde_json::to_writer(&mut line, id)?;
+    line.extend_from_slice(br#","result":"#);
+    serde_json::to_writer(&mut line, result)?;
+    line.push(b'}');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(line).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` where `result_json` is JSON text.
 pub fn result_line(id: &RequestId, result_json: &str) -> String {
     let id = id.to_json();
@@ -60,6 +78,15 @@ mod tests {
     use super::*;
     use crate::ErrorCode;
     use serde_json::json;
+
+    #[test]
+    fn result_line_of_matches_result_line() {
+        for id in [RequestId::Null, RequestId::Number(-7), RequestId::String("a\"b".into())] {
+            let result = json!({"server_time_ms": 5, "x": [1, "y"]});
+            let text = serde_json::to_string(&result).expect("serializes");
+            assert_eq!(result_line_of(&id, &result).expect("serializes"), result_line(&id, &text));
+        }
+    }
 
     #[test]
     fn lines_are_exact() {

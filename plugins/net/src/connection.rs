@@ -100,7 +100,7 @@ pub(crate) trait Outbound: Send + Sync + std::fmt::Debug + 'static {
 /// connection's writer task and a token that aborts the connection's task.
 #[derive(Debug)]
 pub(crate) struct TaskOutbound {
-    pub(crate) tx: tokio::sync::mpsc::Sender<Outgoing>,
+    pub(crate) tx: crate::outq::OutSender,
     pub(crate) abort: CancellationToken,
 }
 
@@ -108,9 +108,9 @@ impl Outbound for TaskOutbound {
     fn push(&self, item: Outgoing) -> bool {
         match self.tx.try_send(item) {
             Ok(()) => true,
-            // A closed channel means the writer is gone: the Closed event is on its way.
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => false,
+            // A closed queue means the writer is gone: the Closed event is on its way.
+            Err(crate::outq::TrySendError::Closed) => true,
+            Err(crate::outq::TrySendError::Full) => false,
         }
     }
 

@@ -33,6 +33,7 @@ mod connection;
 mod goodbye;
 mod http;
 mod listener;
+mod outq;
 mod startup;
 mod stream;
 mod testing;
@@ -154,7 +155,9 @@ pub struct NetPlugin {
     /// Pages served to plain HTTP `GET`s on the WebSocket port (any other
     /// path is `404`, docs/protocol.md §1.1).
     pub http_pages: Vec<HttpPage>,
-    /// Threads of the tokio runtime (0 = one per core).
+    /// Threads of the tokio runtime (0 = automatic: one fewer than the
+    /// cores, at least one; the hidden variable `PORTCULLIS_IO_THREADS`
+    /// overrides the automatic count).
     pub io_threads: usize,
 }
 

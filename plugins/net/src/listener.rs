@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use crate::codec::{FrameCodec, FrameError, is_blank};
 use crate::connection::{CloseCause, ConnectionId, Link, Outgoing, SharedState, TaskOutbound, Transport};
 use crate::goodbye::{Goodbye, Goodbyes};
 use crate::http::HttpPage;
+use crate::outq::OutReceiver;
 use crate::stream::read_stream_frames;
 use crate::ws;
 use tokio_rustls::TlsAcceptor;
@@ -180,42 +180,64 @@ async fn serve(
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     match (&settings.kind, settings.tls.clone()) {
         (ListenerKind::Lines, None) => Some(handle_connection(stream, id, peer, bridge, settings, deadline).await),
+        // Boxed: a task's future is as large as its largest state, so the
+        // TLS and WebSocket states (a TLS session, a WebSocket stream) would
+        // otherwise be paid by every plain TCP connection too.
         (ListenerKind::Lines, Some(acceptor)) => {
-            let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    bevy_log::debug!(peer = %peer, reason = "tls_handshake", error = %e, "closed before a connection");
-                    return None;
-                }
-                Err(_) => {
-                    bevy_log::debug!(peer = %peer, reason = "tls_handshake_timeout", "closed before a connection");
-                    return None;
-                }
-            };
-            let (mut rd, mut wr) = tokio::io::split(tls);
-            let transport = settings.transport();
-            let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
-            let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
-            let (cause, graceful) = drive(
-                read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
-                write_lines(&mut wr, &mut rx, &shared),
-                id,
-                bridge,
-                &abort,
-                &shared,
-            )
-            .await;
-            if graceful {
-                linger(&mut rd).await;
-            }
-            Some(cause)
+            Box::pin(serve_tls_lines(stream, id, peer, bridge, settings, acceptor, deadline)).await
         }
-        (ListenerKind::WebSocket(pages), None) => ws::serve(stream, id, peer, bridge, settings, pages, deadline).await,
+        (ListenerKind::WebSocket(pages), None) => {
+            Box::pin(ws::serve(stream, id, peer, bridge, settings, pages, deadline)).await
+        }
         (ListenerKind::WebSocket(pages), Some(acceptor)) => {
-            let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await.ok()?.ok()?;
-            ws::serve(tls, id, peer, bridge, settings, pages, deadline).await
+            Box::pin(async move {
+                let tls = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await.ok()?.ok()?;
+                ws::serve(tls, id, peer, bridge, settings, pages, deadline).await
+            })
+            .await
         }
     }
+}
+
+/// Lines inside TLS (docs/protocol.md §1.2): the handshake, then the same
+/// reader and writer as plain TCP on the TLS stream.
+async fn serve_tls_lines(
+    stream: TcpStream,
+    id: ConnectionId,
+    peer: SocketAddr,
+    bridge: &NetBridge,
+    settings: &ListenerSettings,
+    acceptor: TlsAcceptor,
+    deadline: tokio::time::Instant,
+) -> Option<CloseCause> {
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            bevy_log::debug!(peer = %peer, reason = "tls_handshake", error = %e, "closed before a connection");
+            return None;
+        }
+        Err(_) => {
+            bevy_log::debug!(peer = %peer, reason = "tls_handshake_timeout", "closed before a connection");
+            return None;
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let transport = settings.transport();
+    let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
+    let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
+    let (cause, graceful) = drive(
+        read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
+        write_lines(&mut wr, &mut rx, &shared),
+        id,
+        bridge,
+        &abort,
+        &shared,
+    )
+    .await;
+    if graceful {
+        linger(&mut rd).await;
+    }
+    Some(cause)
 }
 
 /// Opens the ECS side of a new connection: its outbound queue, abort token
@@ -229,10 +251,10 @@ pub(crate) fn open_link(
     settings: &ListenerSettings,
     deadline: tokio::time::Instant,
     link: impl FnOnce(Arc<SharedState>, Box<dyn crate::connection::Outbound>, Duration) -> Link,
-) -> (mpsc::Receiver<Outgoing>, CancellationToken, Arc<SharedState>) {
+) -> (OutReceiver, CancellationToken, Arc<SharedState>) {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let handshake = settings.handshake_timeout.saturating_sub(left);
-    let (tx, rx) = mpsc::channel(settings.outbound_queue.max(1));
+    let (tx, rx) = crate::outq::channel(settings.outbound_queue.max(1));
     let abort = CancellationToken::new();
     let shared = SharedState::new(settings.outbound_queue_bytes);
     let outbound = Box::new(TaskOutbound { tx, abort: abort.clone() });
@@ -466,11 +488,7 @@ pub(crate) enum WriteEnd {
 
 /// Writes queued lines, batching whatever is queued into one write. Counts
 /// every byte written out of the connection's unsent output.
-async fn write_lines<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    rx: &mut mpsc::Receiver<Outgoing>,
-    shared: &SharedState,
-) -> WriteEnd {
+async fn write_lines<W: AsyncWrite + Unpin>(wr: &mut W, rx: &mut OutReceiver, shared: &SharedState) -> WriteEnd {
     let mut buf = Vec::new();
     loop {
         let Some(first) = rx.recv().await else {
@@ -491,7 +509,7 @@ async fn write_lines<W: AsyncWrite + Unpin>(
                 }
             }
             if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         let mut written = 0;
@@ -504,10 +522,8 @@ async fn write_lines<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        buf.clear();
-        if buf.capacity() > 64 * 1024 {
-            buf = Vec::new();
-        }
+        // An idle connection keeps no write buffer; the next batch brings its own.
+        buf = Vec::new();
         if close {
             let _ = wr.shutdown().await;
             return WriteEnd::Closed;
@@ -518,7 +534,9 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 /// Drains and discards input for a short while after the server's last write.
 async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
     use tokio::io::AsyncReadExt;
-    let mut scratch = [0u8; 4096];
+    // On the heap, and only while lingering: an array here would be part of
+    // every connection task's future for its whole life.
+    let mut scratch = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(n) = rd.read(&mut scratch).await {
             if n == 0 {

@@ -138,9 +138,26 @@ pub(crate) fn start_listeners(world: &mut World) {
     }
 }
 
+/// The network threads of `io_threads` (0: automatic). Automatic is one
+/// thread fewer than the cores (at least one): the ECS thread is busy on its
+/// own core under load, and on a small machine a second network thread only
+/// adds wake-ups and migrations between the two cores (BENCHMARKS.md, "where
+/// the time goes"). The hidden variable `PORTCULLIS_IO_THREADS` overrides
+/// the automatic count, for benchmarks.
+pub(crate) fn io_thread_count(io_threads: usize) -> usize {
+    if io_threads > 0 {
+        return io_threads;
+    }
+    if let Some(n) = std::env::var("PORTCULLIS_IO_THREADS").ok().and_then(|v| v.parse::<usize>().ok())
+        && n > 0
+    {
+        return n;
+    }
+    std::thread::available_parallelism().map_or(1, |n| usize::from(n).saturating_sub(1).max(1))
+}
+
 fn runtime(io_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let threads =
-        if io_threads == 0 { std::thread::available_parallelism().map_or(2, usize::from) } else { io_threads };
+    let threads = io_thread_count(io_threads);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("portcullis-net")

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -207,7 +206,7 @@ fn on_message(
 /// else 1000 with the close reason (docs/protocol.md §1.1).
 async fn write_messages<S: AsyncRead + AsyncWrite + Unpin>(
     sink: &mut Sink<S>,
-    rx: &mut mpsc::Receiver<Outgoing>,
+    rx: &mut crate::outq::OutReceiver,
     shared: &SharedState,
     oversize: &AtomicBool,
 ) -> WriteEnd {
@@ -233,7 +232,7 @@ async fn write_messages<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             if pending < 64 * 1024 {
-                next = rx.try_recv().ok();
+                next = rx.try_recv();
             }
         }
         if sink.flush().await.is_err() {

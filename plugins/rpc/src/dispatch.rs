@@ -75,7 +75,14 @@ pub fn dispatch_frames(world: &mut World) {
                 finish_step(world, entity, flow);
                 continue;
             }
-            let Some(item) = world.get_mut::<Inbox>(entity).and_then(|mut inbox| inbox.items.pop_front()) else {
+            let Some(item) = world.get_mut::<Inbox>(entity).and_then(|mut inbox| {
+                let item = inbox.items.pop_front();
+                if inbox.items.is_empty() && inbox.items.capacity() > 0 {
+                    // An idle connection keeps no inbox storage (BENCHMARKS.md, hold).
+                    inbox.items = std::collections::VecDeque::new();
+                }
+                item
+            }) else {
                 break;
             };
             match item {
@@ -284,6 +291,7 @@ fn handle_message(
                 deliver(world, &reply_to, line);
             }
         }
+        Outcome::Line(line) => deliver(world, &reply_to, line),
         Outcome::Later => {
             if let Some(mut state) = world.get_mut::<RpcState>(entity) {
                 state.held.push(ticket);

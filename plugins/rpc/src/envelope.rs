@@ -1,5 +1,7 @@
 //! Parsing and validating one frame as a JSON-RPC 2.0 message (docs/protocol.md §1–2).
 
+use std::borrow::Cow;
+
 use portcullis_protocol::{ErrorCode, RequestId, RpcError};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -68,7 +70,12 @@ pub fn parse_message(bytes: &[u8]) -> ParsedMessage {
     if too_deep(bytes) {
         return ParsedMessage::Single(Err(parse_error()));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    // UTF-8 is checked once for the whole frame (also inside the members
+    // that are read and dropped), so the parser need not check each string.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return ParsedMessage::Single(Err(parse_error()));
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let parsed = serde::Deserializer::deserialize_any(&mut deserializer, FrameVisitor).and_then(|frame| {
         deserializer.end()?;
         Ok(frame)
@@ -133,15 +140,20 @@ fn invalid_request(id: RequestId, message: &str) -> Invalid {
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// What one JSON value of a frame (or of a batch) was, before the JSON-RPC
-/// rules are applied.
-enum Object {
+/// rules are applied. Read in one pass without building `Value`s for the
+/// members JSON-RPC itself reads: member names and string values borrow
+/// from the frame where they have no escapes.
+enum Object<'de> {
     /// Not a JSON object.
     NotObject,
     /// An object: the members JSON-RPC reads, and whether a name repeated.
     Request {
-        jsonrpc: Option<Value>,
-        id: Option<Value>,
-        method: Option<Value>,
+        /// `jsonrpc`: whether it is the string `"2.0"`.
+        jsonrpc: Option<bool>,
+        /// `id`: a valid id, or `Err` for any other value.
+        id: Option<Result<RequestId, ()>>,
+        /// `method`: the string, or `None` for any other value.
+        method: Option<Option<Cow<'de, str>>>,
         params: Option<Box<RawValue>>,
         /// Some member name repeated.
         duplicate: bool,
@@ -150,9 +162,9 @@ enum Object {
     },
 }
 
-enum Frame {
-    Single(Object),
-    Batch(Vec<Object>),
+enum Frame<'de> {
+    Single(Object<'de>),
+    Batch(Vec<Object<'de>>),
 }
 
 /// `params` as read in the same pass: an object (with its first repeated
@@ -164,28 +176,26 @@ enum Params {
     Scalar,
 }
 
-impl Object {
+impl Object<'_> {
     fn into_envelope(self) -> Result<Envelope, Invalid> {
         let Object::Request { jsonrpc, id, method, params, duplicate, duplicate_id } = self else {
             return Err(invalid_request(RequestId::Null, "not a request object"));
         };
         let id = match id {
             None => None,
-            Some(raw) => match RequestId::from_value(&raw) {
-                Some(id) => Some(id),
-                None => return Err(invalid_request(RequestId::Null, "invalid id")),
-            },
+            Some(Ok(id)) => Some(id),
+            Some(Err(())) => return Err(invalid_request(RequestId::Null, "invalid id")),
         };
         // A repeated `id` makes the id unknowable: answer with null.
         let answer_id = id.clone().filter(|_| !duplicate_id).unwrap_or(RequestId::Null);
         if duplicate {
             return Err(invalid_request(answer_id, "duplicate member name"));
         }
-        if jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
+        if jsonrpc != Some(true) {
             return Err(invalid_request(answer_id, "jsonrpc must be \"2.0\""));
         }
         let method = match method {
-            Some(Value::String(method)) => method,
+            Some(Some(method)) => method.into_owned(),
             _ => return Err(invalid_request(answer_id, "method must be a string")),
         };
         let parsed = match &params {
@@ -208,25 +218,203 @@ impl Object {
 /// Member names seen so far in one object: a short list, a set past 8
 /// names (so a hostile object with many members costs linear time).
 #[derive(Default)]
-struct SeenNames {
-    few: Vec<String>,
-    many: std::collections::HashSet<String>,
+struct SeenNames<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: std::collections::HashSet<Cow<'de, str>>,
 }
 
-impl SeenNames {
+impl<'de> SeenNames<'de> {
     /// Records `name`; false when it was already there.
-    fn insert(&mut self, name: &str) -> bool {
+    fn insert(&mut self, name: Cow<'de, str>) -> bool {
         if !self.many.is_empty() {
-            return self.many.insert(name.to_owned());
+            return self.many.insert(name);
         }
-        if self.few.iter().any(|n| n == name) {
+        if self.few.contains(&name) {
             return false;
         }
-        self.few.push(name.to_owned());
+        self.few.push(name);
         if self.few.len() > 8 {
             self.many.extend(self.few.drain(..));
         }
         true
+    }
+}
+
+/// A member name or string value, borrowed from the frame when it has no
+/// escapes (serde's own `Cow<str>` always copies).
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+}
+
+/// Reads any value: `Some` for a string, `None` (the value read in full and
+/// dropped) for anything else. `jsonrpc` and `method` need nothing more.
+struct StrSeed;
+
+impl<'de> DeserializeSeed<'de> for StrSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(StrVisitor)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// Reads `id` (docs/protocol.md §2): `null`, a string, or an integer written
+/// without fraction or exponent in the signed 64-bit range; `Err` for any
+/// other value (read in full and dropped). The same rule as
+/// [`RequestId::from_value`], without building a `Value`.
+struct IdSeed;
+
+impl<'de> DeserializeSeed<'de> for IdSeed {
+    type Value = Result<RequestId, ()>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(IdVisitor)
+    }
+}
+
+struct IdVisitor;
+
+impl IdVisitor {
+    /// A number as written (`arbitrary_precision` hands over its text).
+    fn number(text: &str) -> Result<RequestId, ()> {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        text.parse().map(RequestId::Number).map_err(drop)
+    }
+}
+
+impl<'de> Visitor<'de> for IdVisitor {
+    type Value = Result<RequestId, ()>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC id")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Ok(RequestId::Null))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Ok(RequestId::String(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Ok(RequestId::String(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Ok(RequestId::Number(v)))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map(RequestId::Number).map_err(drop))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut first = true;
+        let mut id = Err(());
+        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
+            if std::mem::take(&mut first) && name == NUMBER_TOKEN {
+                let Text(text) = map.next_value::<Text<'de>>()?;
+                id = Self::number(&text);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(()))
     }
 }
 
@@ -262,17 +450,17 @@ macro_rules! not_an_object {
 struct FrameVisitor;
 
 impl<'de> Visitor<'de> for FrameVisitor {
-    type Value = Frame;
+    type Value = Frame<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON-RPC message")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Frame, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Frame<'de>, A::Error> {
         ObjectVisitor.visit_map(map).map(Frame::Single)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Frame, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Frame<'de>, A::Error> {
         let mut members = Vec::new();
         while let Some(member) = seq.next_element_seed(ObjectSeed)? {
             members.push(member);
@@ -280,16 +468,16 @@ impl<'de> Visitor<'de> for FrameVisitor {
         Ok(Frame::Batch(members))
     }
 
-    not_an_object!(Frame, Frame::Single(Object::NotObject));
+    not_an_object!(Frame<'de>, Frame::Single(Object::NotObject));
 }
 
 /// One member of a batch.
 struct ObjectSeed;
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed {
-    type Value = Object;
+    type Value = Object<'de>;
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Object, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Object<'de>, D::Error> {
         deserializer.deserialize_any(ObjectVisitor)
     }
 }
@@ -299,44 +487,45 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed {
 struct ObjectVisitor;
 
 impl<'de> Visitor<'de> for ObjectVisitor {
-    type Value = Object;
+    type Value = Object<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON-RPC request object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
         let (mut jsonrpc, mut id, mut method, mut params) = (None, None, None, None);
         let mut seen = SeenNames::default();
         let (mut duplicate, mut duplicate_id) = (false, false);
         let mut first = true;
-        while let Some(name) = map.next_key::<String>()? {
+        while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
             if std::mem::take(&mut first) && name == NUMBER_TOKEN {
                 map.next_value::<IgnoredAny>()?;
                 return Ok(Object::NotObject);
             }
-            if !seen.insert(&name) {
+            // Borrowed names cost nothing to keep; only an escaped name is copied.
+            if !seen.insert(name.clone()) {
                 duplicate = true;
                 duplicate_id |= name == "id";
             }
-            match name.as_str() {
-                "jsonrpc" => jsonrpc = Some(map.next_value::<Value>()?),
-                "id" => id = Some(map.next_value::<Value>()?),
-                "method" => method = Some(map.next_value::<Value>()?),
+            match name.as_ref() {
+                "jsonrpc" => jsonrpc = Some(map.next_value_seed(StrSeed)?.is_some_and(|v| v == "2.0")),
+                "id" => id = Some(map.next_value_seed(IdSeed)?),
+                "method" => method = Some(map.next_value_seed(StrSeed)?),
                 "params" => params = Some(map.next_value::<&'de RawValue>()?.to_owned()),
                 // Read in full (not skipped) so the nesting limit holds here too.
-                _ => drop(map.next_value::<Value>()?),
+                _ => drop(map.next_value::<IgnoredAny>()?),
             }
         }
         Ok(Object::Request { jsonrpc, id, method, params, duplicate, duplicate_id })
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Object, A::Error> {
-        while seq.next_element::<Value>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Object<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Object::NotObject)
     }
 
-    not_an_object!(Object, Object::NotObject);
+    not_an_object!(Object<'de>, Object::NotObject);
 }
 
 /// Reads `params`, noting the first top-level name that repeats.

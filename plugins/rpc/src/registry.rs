@@ -118,6 +118,8 @@ pub(crate) struct Call {
 pub(crate) enum Outcome {
     /// Answer with this result (JSON text) or error.
     Reply(Result<String, RpcError>),
+    /// Answer with this whole result line (the result serialized into it once).
+    Line(String),
     Later,
     Handled,
 }
@@ -136,7 +138,8 @@ pub struct Method {
 /// [`RpcAppExt::add_rpc_method`].
 #[derive(Resource, Default, Clone)]
 pub struct RpcMethods {
-    methods: HashMap<String, Method>,
+    /// Shared, so that the dispatcher's copy each frame is one count, not a map.
+    methods: Arc<HashMap<String, Method>>,
 }
 
 impl RpcMethods {
@@ -244,12 +247,21 @@ impl RpcAppExt for App {
                 Ok(params) => params,
                 Err(error) => return Outcome::Reply(Err(error)),
             };
+            let id = call.reply_to.id.clone();
             match world.run_system_with(system, Request { reply_to: call.reply_to, params }) {
                 Ok(output) => match output.into_reply() {
-                    Reply::Ok(result) => Outcome::Reply(serde_json::to_string(&result).map_err(|e| {
-                        bevy_log::error!(method = %method_name, error = %e, "result did not serialize");
-                        RpcError::new(ErrorCode::InternalError)
-                    })),
+                    // A notification's result is never sent: not serialized either.
+                    Reply::Ok(_) if id.is_none() => Outcome::Reply(Ok(String::new())),
+                    Reply::Ok(result) => {
+                        let id = id.unwrap_or(RequestId::Null);
+                        match portcullis_protocol::result_line_of(&id, &result) {
+                            Ok(line) => Outcome::Line(line),
+                            Err(e) => {
+                                bevy_log::error!(method = %method_name, error = %e, "result did not serialize");
+                                Outcome::Reply(Err(RpcError::new(ErrorCode::InternalError)))
+                            }
+                        }
+                    }
                     Reply::Err(error) => Outcome::Reply(Err(error)),
                     Reply::Later => Outcome::Later,
                     Reply::Handled => Outcome::Handled,
@@ -261,7 +273,7 @@ impl RpcAppExt for App {
             }
         });
         let mut methods = self.world_mut().get_resource_or_init::<RpcMethods>();
-        methods.methods.insert(name, Method { access, invoke });
+        Arc::make_mut(&mut methods.methods).insert(name, Method { access, invoke });
         self
     }
 }

@@ -227,9 +227,9 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
             None => bytes(per),
         };
         targets.push(Target::new(
-            format!("hold {count}: server RSS per held connection ≤ 16 KiB"),
+            format!("hold {count}: server RSS per held connection ≤ 8 KiB"),
             measured,
-            Some(per <= 16.0 * 1024.0),
+            Some(per <= 8.0 * 1024.0),
         ));
     }
     let results = json!({

@@ -1,10 +1,11 @@
-//! `portcullis-bench`: a load generator built on the reference client, and
-//! the benchmark workloads of BENCHMARKS.md. Loopback only, bounded in time
-//! and count.
+//! `portcullis-bench`: a lean load generator ([`lean`]: raw pipelined lines
+//! per connection, answers matched by id) and the benchmark workloads of
+//! BENCHMARKS.md; the reference client sets up accounts and checks saves.
+//! Loopback only, bounded in time and count.
 //!
 //! ```text
 //!  portcullis-bench <workload>
-//!     │ spawns (--server-bin, default:                    │ loads over 127.0.0.1 (portcullis_client)
+//!     │ spawns (--server-bin, default:                    │ loads over 127.0.0.1 (lean lines)
 //!     │   `portcullis` next to this executable)           │
 //!     ├──> portcullis serve --listen 127.0.0.1:0 ... <────┤   /proc/PID: CPU time, RSS
 //!     │       stderr: "frame metrics fps=.. frame_p99_us=.." (portcullis::metrics)
@@ -33,6 +34,7 @@ mod child;
 pub mod echo;
 mod error;
 mod hold;
+pub mod lean;
 mod load;
 mod login;
 mod ping;

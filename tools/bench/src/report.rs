@@ -120,7 +120,7 @@ impl Report {
             table.write(out)?;
         }
         if !self.targets.is_empty() {
-            let mut table = Table::new("targets (issue 7)", &["target", "measured", "verdict"]);
+            let mut table = Table::new("targets (issue 16)", &["target", "measured", "verdict"]);
             for t in &self.targets {
                 let verdict = match t.met {
                     Some(true) => "met",

@@ -87,6 +87,11 @@ fn ping_runs_and_compares_with_echo_limit() {
     let report = bench(&["ping", "--compare-echo", "--in-flight", "2"]);
     assert!(report["results"]["portcullis"]["requests"].as_u64().is_some_and(|n| n > 0), "{report}");
     assert!(report["results"]["ratio_requests_per_sec"].as_f64().is_some(), "{report}");
+    // The load generator's CPU is reported beside the server's, for both servers.
+    for server in ["portcullis", "echo_limit"] {
+        assert!(report["results"][server]["client_cpu_cores"].as_f64().is_some(), "{server}: {report}");
+        assert!(report["results"][server]["server_cpu_cores"].as_f64().is_some(), "{server}: {report}");
+    }
 }
 
 #[test]

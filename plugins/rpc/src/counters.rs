@@ -92,14 +92,23 @@ pub const DISCONNECTS_TOTAL: &str = "portcullis_disconnects_total";
 /// The handles are registered once per process, at the first disconnect: the
 /// recorder must be installed before (the admin plugin does it when built).
 pub fn count_disconnect(reason: portcullis_protocol::DisconnectReason) {
+    if let Some(counter) = disconnect_counters().get(reason.index()) {
+        counter.increment(1);
+    }
+}
+
+/// Registers the disconnect counters now (so they are exported at 0 before
+/// the first disconnect); later calls do nothing.
+pub fn register_disconnect_counters() {
+    disconnect_counters();
+}
+
+fn disconnect_counters() -> &'static [Counter] {
     static COUNTERS: std::sync::OnceLock<Vec<Counter>> = std::sync::OnceLock::new();
-    let counters = COUNTERS.get_or_init(|| {
+    COUNTERS.get_or_init(|| {
         portcullis_protocol::DisconnectReason::ALL
             .iter()
             .map(|reason| metrics::counter!(DISCONNECTS_TOTAL, "reason" => reason.as_str()))
             .collect()
-    });
-    if let Some(counter) = counters.get(reason.index()) {
-        counter.increment(1);
-    }
+    })
 }

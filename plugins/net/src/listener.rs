@@ -72,7 +72,8 @@ pub(crate) async fn accept_loop(
     stop: CancellationToken,
     open: Arc<AtomicUsize>,
 ) {
-    let next_id = AtomicU64::new(1);
+    // One id sequence for every listener (ids key the connection index).
+    let next_id: Arc<AtomicU64> = Arc::clone(&bridge.next_socket_id);
     loop {
         let accepted = tokio::select! {
             biased;

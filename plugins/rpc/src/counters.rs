@@ -112,3 +112,10 @@ fn disconnect_counters() -> &'static [Counter] {
             .collect()
     })
 }
+
+/// Counts one connection whose client ended its stream
+/// (`portcullis_disconnects_total{reason="peer_closed"}`).
+pub fn count_peer_closed() {
+    static COUNTER: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| metrics::counter!(DISCONNECTS_TOTAL, "reason" => "peer_closed")).increment(1);
+}

@@ -363,6 +363,8 @@ pub fn close_finished_connections(
             && !conn.is_closing()
             && !state.is_some_and(|s| s.is_held() || s.has_batches())
         {
+            // The client ended its stream: a close the client asked for.
+            crate::count_peer_closed();
             conn.close();
         }
     }

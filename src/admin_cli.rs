@@ -30,7 +30,9 @@ pub enum AdminError {
         reason: String,
     },
     /// `401`: no token, or the wrong one.
-    #[error("the admin listener refused the token (401): give the server's --admin-token or set PORTCULLIS_ADMIN_TOKEN")]
+    #[error(
+        "the admin listener refused the token (401): give the server's --admin-token or set PORTCULLIS_ADMIN_TOKEN"
+    )]
     Unauthorized,
     /// Another non-success status.
     #[error("the admin listener answered {status}: {message}")]
@@ -68,7 +70,8 @@ pub fn run(args: &AdminArgs, out: &mut impl Write) -> Result<(), AdminError> {
         }
         AdminAction::Kick { account } => {
             let body = call(Method::POST, "/api/kick", Some(json!({ "account": account })))?;
-            let result: KickResult = serde_json::from_slice(&body).map_err(|e| AdminError::Unexpected(e.to_string()))?;
+            let result: KickResult =
+                serde_json::from_slice(&body).map_err(|e| AdminError::Unexpected(e.to_string()))?;
             if !result.kicked {
                 return Err(AdminError::NoSuchSession(account.clone()));
             }
@@ -134,12 +137,16 @@ fn format_age(ms: u64) -> String {
 }
 
 /// One request; the body of a `2xx` answer, or the error it stands for.
-fn request(addr: &str, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> Result<Vec<u8>, AdminError> {
+fn request(
+    addr: &str,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Vec<u8>, AdminError> {
     let unreachable = |reason: String| AdminError::Unreachable { addr: addr.to_owned(), reason };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| unreachable(e.to_string()))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| unreachable(e.to_string()))?;
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let (mut sender, connection) =

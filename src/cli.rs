@@ -255,7 +255,9 @@ impl From<&ServeArgs> for ServerConfig {
                 ..StoreConfig::new(&args.db)
             },
             metrics_every: args.metrics_every,
-            admin: args.admin_listen.map(|listen| portcullis_admin::AdminPlugin { listen, token: args.admin_token.clone() }),
+            admin: args
+                .admin_listen
+                .map(|listen| portcullis_admin::AdminPlugin { listen, token: args.admin_token.clone() }),
         }
     }
 }

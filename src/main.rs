@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use bevy_ecs::prelude::*;
 use clap::Parser;
-use portcullis::app::{ServerConfig, build_server_app};
 use portcullis::admin::{AdminListenFailed, AdminListening};
+use portcullis::app::{ServerConfig, build_server_app};
 use portcullis::cli::{Cli, Command, LogFormat, ServeArgs};
 use portcullis::net::{ListenFailed, Listening, Transport};
 

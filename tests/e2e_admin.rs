@@ -167,8 +167,14 @@ async fn health_checks_need_no_token_and_everything_else_does() {
     let ready = http(admin, "GET", "/readyz", None, None);
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready"));
 
-    let guarded =
-        [("GET", "/metrics"), ("GET", "/api/sessions"), ("POST", "/api/kick"), ("POST", "/api/broadcast"), ("POST", "/api/shutdown"), ("GET", "/")];
+    let guarded = [
+        ("GET", "/metrics"),
+        ("GET", "/api/sessions"),
+        ("POST", "/api/kick"),
+        ("POST", "/api/broadcast"),
+        ("POST", "/api/shutdown"),
+        ("GET", "/"),
+    ];
     for (method, path) in guarded {
         for token in [None, Some("wrong"), Some("s3cret-token-but-longer")] {
             let answer = http(admin, method, path, token, Some("{}"));
@@ -236,7 +242,9 @@ async fn sessions_lists_every_connection_with_its_state_and_transport() {
     let list = list.json();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 3, "{list:?}");
-    let by_state = |state: &str| list.iter().find(|s| s["state"] == state).cloned().unwrap_or_else(|| panic!("{state} in {list:?}"));
+    let by_state = |state: &str| {
+        list.iter().find(|s| s["state"] == state).cloned().unwrap_or_else(|| panic!("{state} in {list:?}"))
+    };
     let logged = by_state("logged_in");
     assert_eq!(logged["account"], "netease1");
     assert_eq!(logged["transport"], "tcp");
@@ -349,8 +357,14 @@ async fn each_metric_moves_when_its_event_happens() {
     let before = scrape(admin);
     alice.save(&token, json!({"gold": 1})).await;
     let page = wait_metric(admin, "saves", |p| metric(p, "portcullis_userdata_saves_total", &[]) == 1.0);
-    assert!(metric(&page, "portcullis_store_commit_seconds_count", &[]) > metric(&before, "portcullis_store_commit_seconds_count", &[]));
-    assert!(metric(&page, "portcullis_store_batch_size_count", &[]) > metric(&before, "portcullis_store_batch_size_count", &[]));
+    assert!(
+        metric(&page, "portcullis_store_commit_seconds_count", &[])
+            > metric(&before, "portcullis_store_commit_seconds_count", &[])
+    );
+    assert!(
+        metric(&page, "portcullis_store_batch_size_count", &[])
+            > metric(&before, "portcullis_store_batch_size_count", &[])
+    );
 
     // Login failures: invalid credentials, token invalid, then throttled.
     let mut mallory = server.connect().await;
@@ -370,12 +384,18 @@ async fn each_metric_moves_when_its_event_happens() {
     wait_metric(admin, "kicks admin", |p| metric(p, "portcullis_kicks_total", &[("reason", "admin")]) == 1.0);
     alice.call_ok("logout", json!({"token": token})).await;
     alice.expect_disconnected("admin").await;
-    wait_metric(admin, "disconnects admin", |p| metric(p, "portcullis_disconnects_total", &[("reason", "admin")]) == 1.0);
+    wait_metric(admin, "disconnects admin", |p| {
+        metric(p, "portcullis_disconnects_total", &[("reason", "admin")]) == 1.0
+    });
 
     // A client that just goes away.
     drop(mallory);
-    wait_metric(admin, "peer closed", |p| metric(p, "portcullis_disconnects_total", &[("reason", "peer_closed")]) >= 1.0);
-    wait_metric(admin, "connections back to 0", |p| metric(p, "portcullis_connections", &[("transport", "tcp")]) == 0.0);
+    wait_metric(admin, "peer closed", |p| {
+        metric(p, "portcullis_disconnects_total", &[("reason", "peer_closed")]) >= 1.0
+    });
+    wait_metric(admin, "connections back to 0", |p| {
+        metric(p, "portcullis_connections", &[("transport", "tcp")]) == 0.0
+    });
 }
 
 /// `serve`'s refusals: exit status 2 with a one-line reason.
@@ -546,7 +566,11 @@ impl Page {
             .await;
         let (x, y) = (rect[0].as_f64().unwrap(), rect[1].as_f64().unwrap());
         for kind in ["mousePressed", "mouseReleased"] {
-            self.call("Input.dispatchMouseEvent", json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1})).await;
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+            )
+            .await;
         }
     }
 }
@@ -613,7 +637,8 @@ async fn the_console_lists_a_session_and_its_kick_button_kicks_it_in_chromium() 
     page.wait_for("document.getElementById('c-logins').textContent === '1'").await;
 
     let shot = page.call("Page.captureScreenshot", json!({"format": "png"})).await;
-    let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, shot["data"].as_str().unwrap()).unwrap();
+    let png =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, shot["data"].as_str().unwrap()).unwrap();
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
     std::fs::write(&out, png).unwrap();
     eprintln!("console screenshot: {}", out.display());

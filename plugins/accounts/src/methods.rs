@@ -10,9 +10,9 @@ use portcullis_store::{StoreRequest, validate_new_account, validate_new_password
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{AccountsConfig, LoginCounters};
 use crate::replies::AccountOp;
 use crate::throttle::LoginThrottle;
+use crate::{AccountsConfig, LoginCounters};
 
 /// Params of `login`: `{"account":S,"password":S}` or `{"token":S}`.
 /// `account` and `password` are checked only for a password login: with a

@@ -46,7 +46,10 @@ pub fn apply_account_replies(
     for StoreReplied { reply_to, op, result } in replies.drain(..) {
         match (op, result) {
             (AccountOp::Login { .. }, Ok(StoreOk::Account(account))) => ctx.complete_login(&reply_to, account),
-            (op @ (AccountOp::Login { .. } | AccountOp::ChangePassword { .. }), Err(StoreFailure::InvalidCredentials)) => {
+            (
+                op @ (AccountOp::Login { .. } | AccountOp::ChangePassword { .. }),
+                Err(StoreFailure::InvalidCredentials),
+            ) => {
                 let peer = match op {
                     AccountOp::Login { peer } => {
                         counters.invalid_credentials.increment(1);

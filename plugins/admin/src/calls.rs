@@ -11,7 +11,10 @@ use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time};
 use crossbeam_channel::{Receiver, Sender};
 use metrics::{Counter, Gauge};
-use portcullis_net::{CloseCause, Connection, ConnectionClosed, ConnectionId, ConnectionIndex, ConnectionOpened, ListenFailed, SendStatus, Transport};
+use portcullis_net::{
+    CloseCause, Connection, ConnectionClosed, ConnectionId, ConnectionIndex, ConnectionOpened, ListenFailed,
+    SendStatus, Transport,
+};
 use portcullis_protocol::DisconnectReason;
 use portcullis_rpc::{Rpc, notification_line};
 use portcullis_runtime::{FrameWaker, RequestShutdown};
@@ -135,7 +138,10 @@ impl Default for WorldGauges {
         Self {
             tcp: metrics::gauge!("portcullis_connections", "transport" => "tcp"),
             ws: metrics::gauge!("portcullis_connections", "transport" => "ws"),
-            states: SESSION_STATES.iter().map(|s| (*s, metrics::gauge!("portcullis_sessions", "state" => *s))).collect(),
+            states: SESSION_STATES
+                .iter()
+                .map(|s| (*s, metrics::gauge!("portcullis_sessions", "state" => *s)))
+                .collect(),
             queue: metrics::gauge!("portcullis_store_queue_depth"),
         }
     }

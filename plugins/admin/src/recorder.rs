@@ -74,10 +74,20 @@ fn describe() {
         "portcullis_disconnects_total",
         "Connections ended: disconnected reasons sent by the server, peer_closed, transport_error, aborted."
     );
-    describe_counter!("portcullis_requests_total", "Answered JSON-RPC requests, by method and code (ok or the error code).");
-    describe_counter!("portcullis_userdata_saves_total", "User data versions written (client saves and server-side writes).");
+    describe_counter!(
+        "portcullis_requests_total",
+        "Answered JSON-RPC requests, by method and code (ok or the error code)."
+    );
+    describe_counter!(
+        "portcullis_userdata_saves_total",
+        "User data versions written (client saves and server-side writes)."
+    );
     describe_histogram!("portcullis_frame_seconds", Unit::Seconds, "Duration of one frame of the Main schedule.");
     describe_histogram!("portcullis_store_commit_seconds", Unit::Seconds, "Duration of one store transaction commit.");
-    describe_histogram!("portcullis_store_batch_size", Unit::Count, "Write requests per store transaction (group commit).");
+    describe_histogram!(
+        "portcullis_store_batch_size",
+        Unit::Count,
+        "Write requests per store transaction (group commit)."
+    );
     describe_gauge!("portcullis_store_queue_depth", "Requests waiting for the store thread.");
 }

@@ -8,8 +8,8 @@ use portcullis_net::{Admission, Connection, Inbox, InboxItem, NetConfig, ReadyIn
 use portcullis_runtime::FrameWaker;
 
 use crate::RpcConfig;
-use crate::counters::{MethodKey, RequestCounters};
 use crate::batch::Batch;
+use crate::counters::{MethodKey, RequestCounters};
 use portcullis_protocol::{DisconnectReason, ErrorCode, RequestId, RpcError, error_line, result_line};
 
 use crate::envelope::{Envelope, Invalid, ParsedMessage, parse_message};

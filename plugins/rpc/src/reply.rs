@@ -202,7 +202,10 @@ impl Rpc<'_, '_> {
 }
 
 /// The line answering `to`, if it is a request, and the error it carries.
-fn answer_line_and_error<R: Serialize>(to: &ReplyTo, result: Result<R, RpcError>) -> Option<(String, Option<RpcError>)> {
+fn answer_line_and_error<R: Serialize>(
+    to: &ReplyTo,
+    result: Result<R, RpcError>,
+) -> Option<(String, Option<RpcError>)> {
     let id = to.id.as_ref()?;
     Some(match result.and_then(|r| serde_json::to_string(&r).map_err(|_| RpcError::new(ErrorCode::InternalError))) {
         Ok(json) => (result_line(id, &json), None),

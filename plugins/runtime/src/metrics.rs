@@ -402,7 +402,8 @@ mod tests {
 
     #[test]
     fn percentiles_use_the_nearest_rank_within_a_sixteenth() {
-        let stats = histogram_of((1..=100).rev()).stats(Duration::from_secs(2), vec![("connections", 3), ("sessions", 2)]);
+        let stats =
+            histogram_of((1..=100).rev()).stats(Duration::from_secs(2), vec![("connections", 3), ("sessions", 2)]);
         assert!((50..=50 + 50 / 16).contains(&stats.frame_p50_us), "{}", stats.frame_p50_us);
         assert!((99..=100).contains(&stats.frame_p99_us), "{}", stats.frame_p99_us);
         assert_eq!(stats.frame_max_us, 100);

@@ -28,6 +28,9 @@ pub const CONSOLE_HTML: &str = include_str!("console.html");
 /// Largest accepted request body.
 const MAX_BODY: usize = 64 * 1024;
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// How long an API call may wait for the ECS to answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,6 +61,17 @@ pub(crate) fn run(listener: std::net::TcpListener, shared: Shared, mut stop: tok
                 return;
             }
         };
+        if let Some(handle) = shared.metrics.clone() {
+            // Histogram samples wait in per-handle buffers until an upkeep folds
+            // them into buckets: without a scrape they would pile up.
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(UPKEEP_EVERY);
+                loop {
+                    every.tick().await;
+                    handle.run_upkeep();
+                }
+            });
+        }
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,

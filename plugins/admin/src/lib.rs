@@ -154,3 +154,23 @@ impl Plugin for AdminPlugin {
             });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/cli.md: without a token only a loopback admin address is accepted.
+    #[test]
+    fn exposure_needs_a_token_off_loopback() {
+        let loopback: SocketAddr = "127.0.0.1:9100".parse().unwrap_or_else(|_| unreachable!());
+        let loopback6: SocketAddr = "[::1]:9100".parse().unwrap_or_else(|_| unreachable!());
+        let public: SocketAddr = "0.0.0.0:9100".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(check_exposure(loopback, None), Ok(()));
+        assert_eq!(check_exposure(loopback6, None), Ok(()));
+        assert_eq!(check_exposure(public, None), Err(AdminConfigError::ExposedWithoutToken(public)));
+        assert_eq!(check_exposure(public, Some("t")), Ok(()));
+        assert_eq!(check_exposure(loopback, Some("")), Err(AdminConfigError::EmptyToken));
+        let message = AdminConfigError::ExposedWithoutToken(public).to_string();
+        assert!(message.contains("--admin-token") && message.contains("loopback"), "{message}");
+    }
+}

@@ -333,7 +333,8 @@ async fn each_metric_moves_when_its_event_happens() {
         assert!(page.lines().any(|l| l.starts_with(name)), "{name} is exported before any event:\n{page}");
     }
     assert!(page.contains("# TYPE portcullis_frame_seconds histogram"), "{page}");
-    assert!(metric(&page, "portcullis_frame_seconds_count", &[]) > 0.0);
+    // The first scrape may be answered inside the first frame, before that frame is measured.
+    wait_metric(admin, "frames", |p| metric(p, "portcullis_frame_seconds_count", &[]) > 0.0);
 
     // A login: ok, the tcp connection and the logged-in session gauges.
     let (mut alice, token) = logged_in(&server, "netease1").await;
@@ -395,6 +396,18 @@ async fn each_metric_moves_when_its_event_happens() {
     });
     wait_metric(admin, "connections back to 0", |p| {
         metric(p, "portcullis_connections", &[("transport", "tcp")]) == 0.0
+    });
+}
+
+#[tokio::test]
+async fn a_refused_connection_counts_as_a_disconnect_with_its_reason() {
+    let (_dir, server, admin) = admin_server(&["--max-connections", "1"]);
+    let _first = server.connect().await;
+    wait_metric(admin, "one connection", |p| metric(p, "portcullis_connections", &[("transport", "tcp")]) == 1.0);
+    let mut second = server.connect().await;
+    second.expect_disconnected("server_full").await;
+    wait_metric(admin, "server_full", |p| {
+        metric(p, "portcullis_disconnects_total", &[("reason", "server_full")]) == 1.0
     });
 }
 

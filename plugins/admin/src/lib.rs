@@ -45,12 +45,22 @@ pub use recorder::*;
 /// `token`: the bearer token every path but `/healthz` and `/readyz`
 /// requires (compared in constant time). Without one, only a loopback
 /// `listen` makes sense: [`check_exposure`] is the rule `serve` applies.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminPlugin {
     /// Address of the admin listener; port 0 picks a free port.
     pub listen: SocketAddr,
     /// The bearer token; `None`: no authentication (loopback only).
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminPlugin {
+    /// Never shows the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminPlugin")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Triggered in `PostStartup` once the admin listener is bound, with the

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// How often frame metrics are logged (`--metrics-every`, [`FrameMetricsPlugin`]).
     pub metrics_every: Duration,
+    /// The admin listener (`--admin-listen`, `--admin-token`); `None`: off,
+    /// and no metrics are recorded.
+    pub admin: Option<portcullis_admin::AdminPlugin>,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             userdata: UserDataConfig::default(),
             store: StoreConfig { demo_accounts: true, ..StoreConfig::new("portcullis.db") },
             metrics_every: Duration::from_secs(10),
+            admin: None,
         }
     }
 }
@@ -105,7 +109,9 @@ pub enum ServeError {
 /// settings (the runner at `config.runner`, signal handling without a
 /// process handler: the caller installs it with
 /// [`Signals::install_process_handler`] once per process) and
-/// [`FrameMetricsPlugin`] with the `connections` and `sessions` gauges.
+/// [`FrameMetricsPlugin`] with the `connections` and `sessions` gauges, and
+/// the admin listener when `config.admin` is set (its metrics recorder
+/// installed first).
 /// Returns the app and its [`Signals`]. The listeners are bound when the app
 /// starts running (in `Startup`): observe [`Listening`] for each bound
 /// address, and [`ListenFailed`] for a bind that failed (the app then exits
@@ -120,6 +126,10 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeEr
     let net_config = NetConfig { handshake_timeout: config.session.login_timeout, ..config.net.clone() };
     let net = NetPlugin { ws_listen: config.ws_listen, tls, http_pages: demo_pages(), ..NetPlugin::tcp(config.listen) }
         .with_config(net_config);
+    if config.admin.is_some() {
+        // Before anything registers a metric handle (the store thread takes its own when it starts).
+        portcullis_admin::install_recorder();
+    }
     let notify_waker = waker.clone();
     let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
         .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
@@ -146,6 +156,9 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeEr
         .add_frame_gauge("sessions", |world| {
             world.get_resource::<SessionIndex>().map_or(0, |index| index.sessions() as u64)
         });
+    if let Some(admin) = &config.admin {
+        app.add_plugins(admin.clone());
+    }
     Ok((app, signals))
 }
 

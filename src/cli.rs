@@ -41,6 +41,53 @@ pub enum Command {
     Account(AccountArgs),
     /// Write a self-signed TLS certificate and key for development (docs/cli.md).
     Cert(CertArgs),
+    /// Talk to a running server's admin listener (docs/cli.md, docs/operations.md).
+    Admin(AdminArgs),
+}
+
+/// Flags of `portcullis admin` (docs/cli.md).
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The server's admin listener: HOST:PORT or http://HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: String,
+    /// The server's --admin-token.
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// What `portcullis admin` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AdminAction {
+    /// List the connections as a table.
+    Who,
+    /// Kick an account's session (reason `admin`; it may save first).
+    Kick {
+        /// The account.
+        account: String,
+    },
+    /// Send a notification to every logged-in session.
+    Broadcast {
+        /// The notification's method.
+        method: String,
+        /// Its params: a JSON object.
+        json: String,
+    },
+    /// Shut the server down gracefully, as SIGTERM does.
+    Shutdown,
+}
+
+/// The formats of `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Flags of `portcullis cert` (docs/cli.md).
@@ -144,9 +191,18 @@ pub struct ServeArgs {
     /// Do not create netease1..3 in a new database.
     #[arg(long, env = "PORTCULLIS_NO_DEMO_ACCOUNTS", action = ArgAction::SetTrue, value_parser = switch())]
     pub no_demo_accounts: bool,
-    /// Log filter (RUST_LOG syntax).
-    #[arg(long, env = "PORTCULLIS_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter (RUST_LOG syntax) [default: RUST_LOG, else info]; an invalid filter is an error.
+    #[arg(long, env = "PORTCULLIS_LOG")]
+    pub log: Option<String>,
+    /// Log line format on stderr: text, or json (one object per line).
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// HTTP admin listener: health checks, Prometheus metrics, admin API, operator console (off unless given).
+    #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token the admin API, console and /metrics require; needed for a non-loopback --admin-listen.
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// How often frame metrics (fps, frame-time percentiles, connections, sessions) are logged at info.
     #[arg(long, env = "PORTCULLIS_METRICS_EVERY", default_value = "10s", value_parser = parse_positive_duration)]
     pub metrics_every: Duration,
@@ -199,6 +255,9 @@ impl From<&ServeArgs> for ServerConfig {
                 ..StoreConfig::new(&args.db)
             },
             metrics_every: args.metrics_every,
+            admin: args
+                .admin_listen
+                .map(|listen| portcullis_admin::AdminPlugin { listen, token: args.admin_token.clone() }),
         }
     }
 }

@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod admin_cli;
 pub mod app;
 pub mod cert;
 pub mod cli;
@@ -59,6 +60,7 @@ pub mod embedding {}
 use bevy_app::{PluginGroup, PluginGroupBuilder};
 
 pub use portcullis_accounts as accounts;
+pub use portcullis_admin as admin;
 pub use portcullis_groups as groups;
 pub use portcullis_net as net;
 pub use portcullis_rpc as rpc;

@@ -28,6 +28,35 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Every reason, in the order of [`DisconnectReason::index`] (for tables
+    /// indexed by reason, e.g. the server's counters per reason).
+    pub const ALL: [Self; 9] = [
+        Self::DuplicateLogin,
+        Self::ServerShutdown,
+        Self::IdleTimeout,
+        Self::Admin,
+        Self::LoginTimeout,
+        Self::ProtocolError,
+        Self::RateLimited,
+        Self::ServerFull,
+        Self::ClientRequest,
+    ];
+
+    /// The position of this reason in [`DisconnectReason::ALL`] (0..9).
+    pub const fn index(self) -> usize {
+        match self {
+            Self::DuplicateLogin => 0,
+            Self::ServerShutdown => 1,
+            Self::IdleTimeout => 2,
+            Self::Admin => 3,
+            Self::LoginTimeout => 4,
+            Self::ProtocolError => 5,
+            Self::RateLimited => 6,
+            Self::ServerFull => 7,
+            Self::ClientRequest => 8,
+        }
+    }
+
     /// The wire string.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -53,5 +82,17 @@ impl std::fmt::Display for DisconnectReason {
 impl Serialize for DisconnectReason {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::DisconnectReason;
+
+    #[test]
+    fn all_lists_every_reason_at_its_index() {
+        for (i, reason) in DisconnectReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason}");
+        }
     }
 }

@@ -65,10 +65,41 @@ impl Plugin for AccountsPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(self.config.clone())
             .init_resource::<LoginThrottle>()
+            .init_resource::<LoginCounters>()
+            .add_observer(|_: On<portcullis_session::LoggedIn>, counters: Res<LoginCounters>| counters.ok.increment(1))
             .add_systems(PreUpdate, apply_account_replies.in_set(SessionSystems::Store))
             .add_systems(PreUpdate, prune_login_throttle.in_set(SessionSystems::Timers))
             .add_rpc_method(method::LOGIN, Access::Public, login)
             .add_rpc_method(method::REGISTER, Access::Public, register)
             .add_rpc_method(method::CHANGE_PASSWORD, Access::LoggedIn, change_password);
+    }
+}
+
+/// `portcullis_logins_total{result}` (docs/operations.md): answered `login`
+/// requests by result, `ok` (a password login once its session is live, or
+/// a token login), `invalid_credentials`, `token_invalid` and `throttled`
+/// (`RATE_LIMITED` by the login throttle). Handles registered once, when
+/// the plugin is built (the recorder must be installed before).
+#[derive(Resource)]
+pub struct LoginCounters {
+    /// `result="ok"`.
+    pub ok: metrics::Counter,
+    /// `result="invalid_credentials"`.
+    pub invalid_credentials: metrics::Counter,
+    /// `result="token_invalid"`.
+    pub token_invalid: metrics::Counter,
+    /// `result="throttled"`.
+    pub throttled: metrics::Counter,
+}
+
+impl Default for LoginCounters {
+    fn default() -> Self {
+        let name = "portcullis_logins_total";
+        Self {
+            ok: metrics::counter!(name, "result" => "ok"),
+            invalid_credentials: metrics::counter!(name, "result" => "invalid_credentials"),
+            token_invalid: metrics::counter!(name, "result" => "token_invalid"),
+            throttled: metrics::counter!(name, "result" => "throttled"),
+        }
     }
 }

@@ -10,9 +10,9 @@ use portcullis_store::{StoreRequest, validate_new_account, validate_new_password
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::AccountsConfig;
 use crate::replies::AccountOp;
 use crate::throttle::LoginThrottle;
+use crate::{AccountsConfig, LoginCounters};
 
 /// Params of `login`: `{"account":S,"password":S}` or `{"token":S}`.
 /// `account` and `password` are checked only for a password login: with a
@@ -45,6 +45,7 @@ pub fn login(
     mut ctx: SessionCtx,
     mut throttle: ResMut<LoginThrottle>,
     config: Res<AccountsConfig>,
+    counters: Res<LoginCounters>,
 ) -> Reply<LoginResult> {
     let entity = req.entity();
     let Some(peer) = ctx.connection(entity).map(|conn| conn.peer().ip()) else { return err(ErrorCode::InternalError) };
@@ -54,9 +55,13 @@ pub fn login(
         // A token login succeeds only with this connection's live token.
         return match (session.state(), ctx.token(entity)) {
             (SessionState::LoggedIn { account }, Some(live)) if live.as_str() == token => {
+                counters.ok.increment(1);
                 Reply::Ok(LoginResult { account: account.name.clone(), token })
             }
-            _ => err(ErrorCode::TokenInvalid),
+            _ => {
+                counters.token_invalid.increment(1);
+                err(ErrorCode::TokenInvalid)
+            }
         };
     }
     let Some(Value::String(account)) = account else { return Reply::Err(RpcError::invalid_params("account")) };
@@ -68,6 +73,7 @@ pub fn login(
     }
     let now = ctx.now();
     if throttle.is_blocked(peer, now, config.login_fail_limit, config.login_fail_window) {
+        counters.throttled.increment(1);
         return err(ErrorCode::RateLimited);
     }
     match ctx.submit(&req.reply_to, AccountOp::Login { peer }, StoreRequest::VerifyPassword { account, password }) {

@@ -39,13 +39,25 @@ impl StoreOp for AccountOp {}
 pub fn apply_account_replies(
     mut ctx: SessionCtx,
     mut throttle: ResMut<LoginThrottle>,
+    counters: Res<crate::LoginCounters>,
     mut replies: Local<Vec<StoreReplied<AccountOp>>>,
 ) {
     ctx.take_store_replies(&mut replies);
     for StoreReplied { reply_to, op, result } in replies.drain(..) {
         match (op, result) {
             (AccountOp::Login { .. }, Ok(StoreOk::Account(account))) => ctx.complete_login(&reply_to, account),
-            (AccountOp::Login { peer } | AccountOp::ChangePassword { peer }, Err(StoreFailure::InvalidCredentials)) => {
+            (
+                op @ (AccountOp::Login { .. } | AccountOp::ChangePassword { .. }),
+                Err(StoreFailure::InvalidCredentials),
+            ) => {
+                let peer = match op {
+                    AccountOp::Login { peer } => {
+                        counters.invalid_credentials.increment(1);
+                        peer
+                    }
+                    AccountOp::ChangePassword { peer } => peer,
+                    AccountOp::Register => continue,
+                };
                 let now = ctx.now();
                 throttle.record_failure(peer, now);
                 ctx.rpc().respond::<()>(&reply_to, Err(RpcError::new(ErrorCode::InvalidCredentials)));

@@ -73,6 +73,9 @@ pub struct NetBridge {
     pub(crate) rx: Receiver<NetEvent>,
     pub(crate) waker: FrameWaker,
     pub(crate) next_memory_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Ids of socket connections, shared by every listener so that a TCP
+    /// and a WebSocket connection never get the same id.
+    pub(crate) next_socket_id: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Ids of connections whose close began, from [`Connection`] (ECS thread only).
     closing_tx: Sender<ConnectionId>,
     closing_rx: Receiver<ConnectionId>,
@@ -90,6 +93,7 @@ impl NetBridge {
             waker,
             // In-memory ids count down from the top so they never meet TCP ids.
             next_memory_id: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            next_socket_id: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
         }
     }
 

@@ -72,7 +72,8 @@ pub(crate) async fn accept_loop(
     stop: CancellationToken,
     open: Arc<AtomicUsize>,
 ) {
-    let next_id = AtomicU64::new(1);
+    // One id sequence for every listener (ids key the connection index).
+    let next_id: Arc<AtomicU64> = Arc::clone(&bridge.next_socket_id);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -129,6 +130,10 @@ pub(crate) async fn accept_loop(
 /// a line, or for a WebSocket a text message and a Close frame, after the
 /// TLS and WebSocket handshakes (bounded by `handshake_timeout`).
 async fn refuse(stream: TcpStream, settings: ListenerSettings, goodbye: Option<Goodbye>) {
+    if let Some(goodbye) = &goodbye {
+        // docs/operations.md: `portcullis_disconnects_total{reason}` counts refusals too (not a hot path).
+        metrics::counter!("portcullis_disconnects_total", "reason" => goodbye.reason.clone()).increment(1);
+    }
     let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
     match (&settings.kind, settings.tls.clone()) {
         (ListenerKind::Lines, None) => {

@@ -9,6 +9,7 @@ use portcullis_runtime::FrameWaker;
 
 use crate::RpcConfig;
 use crate::batch::Batch;
+use crate::counters::{MethodKey, RequestCounters};
 use portcullis_protocol::{DisconnectReason, ErrorCode, RequestId, RpcError, error_line, result_line};
 
 use crate::envelope::{Envelope, Invalid, ParsedMessage, parse_message};
@@ -233,8 +234,10 @@ fn handle_message(
 ) -> Flow {
     if admission != Admission::Admitted {
         // Not executed (docs/protocol.md §6): a request gets RATE_LIMITED, the rest is dropped.
-        if let Ok(Envelope { id: Some(id), .. }) = &parsed {
-            answer(world, entity, target, id, Err(&RpcError::new(ErrorCode::RateLimited)));
+        if let Ok(Envelope { id: Some(id), method, .. }) = &parsed {
+            let error = RpcError::new(ErrorCode::RateLimited);
+            count(world, ctx.methods.get(method).map_or(MethodKey::UNKNOWN, |m| m.key), Err(&error));
+            answer(world, entity, target, id, Err(&error));
         }
         return refused_close(admission);
     }
@@ -245,7 +248,9 @@ fn handle_message(
     let Envelope { id, method, params, params_raw, duplicate_param } = envelope;
     let Some(entry) = ctx.methods.get(&method) else {
         if let Some(id) = &id {
-            answer(world, entity, target, id, Err(&RpcError::new(ErrorCode::MethodNotFound)));
+            let error = RpcError::new(ErrorCode::MethodNotFound);
+            count(world, MethodKey::UNKNOWN, Err(&error));
+            answer(world, entity, target, id, Err(&error));
         }
         return Flow::Continue;
     };
@@ -260,6 +265,7 @@ fn handle_message(
     for gate in &ctx.gates.0 {
         if let Err(error) = gate(world, &input) {
             if let Some(id) = &id {
+                count(world, entry.key, Err(&error));
                 answer(world, entity, target, id, Err(&error));
             }
             return Flow::Continue;
@@ -279,10 +285,20 @@ fn handle_message(
     {
         batch.reserve_entry(ticket);
     }
+    if id.is_some()
+        && let Some(mut state) = world.get_mut::<RpcState>(entity)
+    {
+        // Counted when answered, here or later through `Rpc::respond`.
+        state.awaiting.push((ticket, entry.key));
+    }
     let reply_to = ReplyTo { entity, id, ticket };
     let outcome = (entry.invoke)(world, Call { reply_to: reply_to.clone(), params, params_raw, duplicate_param });
     match outcome {
         Outcome::Reply(result) => {
+            let awaited = world.get_mut::<RpcState>(entity).and_then(|mut state| state.answered(ticket));
+            if let Some(key) = awaited {
+                count(world, key, result.as_ref().map(|_| ()));
+            }
             if let Some(id) = &reply_to.id {
                 let line = match &result {
                     Ok(json) => result_line(id, json),
@@ -301,10 +317,18 @@ fn handle_message(
             // Answered already, or deliberately never: no entry waits for it.
             if let Some(mut state) = world.get_mut::<RpcState>(entity) {
                 state.cancel_entry(ticket);
+                state.answered(ticket);
             }
         }
     }
     Flow::Continue
+}
+
+/// Counts one answered request (`portcullis_requests_total`).
+fn count(world: &mut World, key: MethodKey, result: Result<(), &RpcError>) {
+    if let Some(mut counters) = world.get_resource_mut::<RequestCounters>() {
+        counters.count(key, result);
+    }
 }
 
 /// Sends an answer to `to`: into its batch entry when it has one, else straight out.
@@ -347,6 +371,8 @@ pub fn close_finished_connections(
             && !conn.is_closing()
             && !state.is_some_and(|s| s.is_held() || s.has_batches())
         {
+            // The client ended its stream: a close the client asked for.
+            crate::count_peer_closed();
             conn.close();
         }
     }

@@ -11,6 +11,7 @@
 
 mod batch;
 mod builtins;
+mod counters;
 mod dispatch;
 mod envelope;
 mod json_text;
@@ -23,6 +24,7 @@ use portcullis_net::{ConnectionOpened, Goodbyes, NetSystems};
 use portcullis_protocol::method;
 
 pub use builtins::*;
+pub use counters::*;
 pub use dispatch::*;
 pub use envelope::*;
 pub use json_text::*;
@@ -73,6 +75,7 @@ impl Plugin for RpcPlugin {
         app.world_mut().get_resource_or_init::<Goodbyes>().server_full = Some(goodbye(DisconnectReason::ServerFull));
         app.insert_resource(self.config.clone())
             .init_resource::<RpcMethods>()
+            .init_resource::<RequestCounters>()
             .init_resource::<RpcGates>()
             .init_resource::<dispatch::Tickets>()
             .init_resource::<portcullis_net::ReadyInboxes>()

@@ -132,6 +132,8 @@ pub struct Method {
     /// Whom it is for.
     pub access: Access,
     pub(crate) invoke: Invoke,
+    /// Its position in the registry (the key of its request counters).
+    pub(crate) key: crate::MethodKey,
 }
 
 /// Every registered method by name. Inserted by `RpcPlugin`; filled through
@@ -273,7 +275,12 @@ impl RpcAppExt for App {
             }
         });
         let mut methods = self.world_mut().get_resource_or_init::<RpcMethods>();
-        Arc::make_mut(&mut methods.methods).insert(name, Method { access, invoke });
+        let key = match methods.methods.get(&name) {
+            Some(existing) => existing.key,
+            None => crate::MethodKey(u32::try_from(methods.methods.len()).unwrap_or(u32::MAX - 1)),
+        };
+        Arc::make_mut(&mut methods.methods).insert(name.clone(), Method { access, invoke, key });
+        self.world_mut().get_resource_or_init::<crate::RequestCounters>().name(key, &name);
         self
     }
 }

@@ -25,9 +25,17 @@ pub struct RpcState {
     /// Batches not answered yet, oldest first; only the last may still
     /// have members to run (docs/protocol.md §2).
     pub(crate) batches: Vec<Batch>,
+    /// Requests not answered yet and their method (counted when answered).
+    pub(crate) awaiting: Vec<(u64, crate::MethodKey)>,
 }
 
 impl RpcState {
+    /// Forgets the request `ticket`; its method if it was awaiting an answer.
+    pub(crate) fn answered(&mut self, ticket: u64) -> Option<crate::MethodKey> {
+        let pos = self.awaiting.iter().position(|(t, _)| *t == ticket)?;
+        Some(self.awaiting.swap_remove(pos).1)
+    }
+
     /// Whether an unanswered request holds the connection's later frames.
     pub fn is_held(&self) -> bool {
         !self.held.is_empty()
@@ -99,6 +107,7 @@ pub struct Rpc<'w, 's> {
     connections: Query<'w, 's, (&'static Connection, Option<&'static mut RpcState>)>,
     ready: ResMut<'w, ReadyInboxes>,
     waker: Option<Res<'w, FrameWaker>>,
+    counters: Option<ResMut<'w, crate::RequestCounters>>,
 }
 
 impl Rpc<'_, '_> {
@@ -108,11 +117,18 @@ impl Rpc<'_, '_> {
     /// A batch member's answer goes into its batch's array, which is sent
     /// once every member is answered (docs/protocol.md §2).
     pub fn respond<R: Serialize>(&mut self, to: &ReplyTo, result: Result<R, RpcError>) {
-        if let Some(line) = answer_line(to, result)
+        if let Some((line, error)) = answer_line_and_error(to, result)
             && let Ok((conn, state)) = self.connections.get_mut(to.entity)
         {
             let filled = match state {
-                Some(mut state) => state.fill_entry(to.ticket, line),
+                Some(mut state) => {
+                    if let Some(key) = state.answered(to.ticket)
+                        && let Some(counters) = self.counters.as_mut()
+                    {
+                        counters.count(key, error.as_ref().map_or(Ok(()), Err));
+                    }
+                    state.fill_entry(to.ticket, line)
+                }
                 None => Filled::NotInBatch(line),
             };
             let completed = matches!(filled, Filled::Completed(_));
@@ -185,12 +201,15 @@ impl Rpc<'_, '_> {
     }
 }
 
-/// The line answering `to`, if it is a request.
-pub(crate) fn answer_line<R: Serialize>(to: &ReplyTo, result: Result<R, RpcError>) -> Option<String> {
+/// The line answering `to`, if it is a request, and the error it carries.
+fn answer_line_and_error<R: Serialize>(
+    to: &ReplyTo,
+    result: Result<R, RpcError>,
+) -> Option<(String, Option<RpcError>)> {
     let id = to.id.as_ref()?;
     Some(match result.and_then(|r| serde_json::to_string(&r).map_err(|_| RpcError::new(ErrorCode::InternalError))) {
-        Ok(json) => result_line(id, &json),
-        Err(error) => error_line(id, &error),
+        Ok(json) => (result_line(id, &json), None),
+        Err(error) => (error_line(id, &error), Some(error)),
     })
 }
 
@@ -207,6 +226,7 @@ pub(crate) fn close_with_goodbye(conn: &Connection, lines: Vec<String>, reason: 
 /// carries the reason text too (docs/protocol.md §1.1, §5).
 pub fn send_disconnect(conn: &Connection, reason: DisconnectReason) {
     bevy_log::debug!(conn = %conn.id(), reason = %reason, "disconnecting");
+    crate::count_disconnect(reason);
     conn.send(disconnected_line(reason));
     conn.close_with_reason(reason.as_str());
 }

@@ -102,8 +102,12 @@ fn place_first_and_last(app: &mut App) {
     order.labels.push(end);
 }
 
-/// Frame durations of the current window and the last [`FrameStats`].
-/// Inserted by [`FrameMetricsPlugin`]; written only by its systems.
+/// Frame durations of the current window (a fixed histogram, no list of
+/// frames) and the last [`FrameStats`]. Inserted by [`FrameMetricsPlugin`];
+/// written only by its systems. Every frame is also recorded in the
+/// `portcullis_frame_seconds` histogram of the `metrics` facade (seconds;
+/// docs/operations.md), a no-op unless a recorder was installed before the
+/// plugin was built.
 #[derive(Resource, Debug)]
 pub struct FrameMetrics {
     /// Window length.
@@ -112,10 +116,12 @@ pub struct FrameMetrics {
     window_start: Instant,
     /// When the running frame started (set in [`FrameStart`]).
     frame_start: Option<Instant>,
-    /// Durations of the window's frames, in microseconds.
-    durations_us: Vec<u64>,
+    /// Durations of the window's frames.
+    window: FrameHistogram,
     /// The statistics of the last finished window.
     last: Option<FrameStats>,
+    /// `portcullis_frame_seconds`, taken once.
+    exported: metrics::Histogram,
 }
 
 impl FrameMetrics {
@@ -125,14 +131,15 @@ impl FrameMetrics {
             log_every,
             window_start: Instant::now(),
             frame_start: None,
-            durations_us: Vec::with_capacity(1024),
+            window: FrameHistogram::default(),
             last: None,
+            exported: metrics::histogram!("portcullis_frame_seconds"),
         }
     }
 
     /// Frames measured in the current window so far.
     pub fn frames_in_window(&self) -> usize {
-        self.durations_us.len()
+        usize::try_from(self.window.count).unwrap_or(usize::MAX)
     }
 
     /// The statistics of the last finished window (what was logged last).
@@ -140,17 +147,18 @@ impl FrameMetrics {
         self.last.as_ref()
     }
 
-    /// Records one frame's duration.
+    /// Records one frame's duration: no allocation, no lock.
     pub fn record(&mut self, duration: Duration) {
-        self.durations_us.push(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
+        self.window.record(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
+        self.exported.record(duration.as_secs_f64());
     }
 
     /// Closes the window at `now`: its statistics (with the `gauges` read
     /// now), and a new empty window from `now`.
     pub fn close_window(&mut self, now: Instant, gauges: Vec<(&'static str, u64)>) -> FrameStats {
         let elapsed = now.saturating_duration_since(self.window_start);
-        let stats = FrameStats::from_durations(&mut self.durations_us, elapsed, gauges);
-        self.durations_us.clear();
+        let stats = self.window.stats(elapsed, gauges);
+        self.window.clear();
         self.window_start = now;
         self.last = Some(stats.clone());
         stats
@@ -162,6 +170,100 @@ impl FrameMetrics {
     }
 }
 
+/// Frame durations in microseconds as a log-linear histogram: exact below
+/// 32 µs, then 16 buckets per power of two (a percentile is at most 1/16
+/// above the true value, and never above the longest frame). Fixed size:
+/// recording a frame costs one index computation and one add.
+#[derive(Debug, Clone)]
+pub struct FrameHistogram {
+    buckets: Box<[u64; HISTOGRAM_BUCKETS]>,
+    count: u64,
+    max: u64,
+}
+
+const EXACT: u64 = 32;
+const SUB_BITS: u32 = 4;
+const HISTOGRAM_BUCKETS: usize = EXACT as usize + (64 - 5) * (1 << SUB_BITS);
+
+impl Default for FrameHistogram {
+    fn default() -> Self {
+        Self { buckets: Box::new([0; HISTOGRAM_BUCKETS]), count: 0, max: 0 }
+    }
+}
+
+impl FrameHistogram {
+    fn index(us: u64) -> usize {
+        if us < EXACT {
+            return us as usize;
+        }
+        let exp = 63 - us.leading_zeros(); // >= 5
+        let sub = (us >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
+        EXACT as usize + (exp as usize - 5) * (1 << SUB_BITS) + sub as usize
+    }
+
+    /// The largest value of bucket `index`.
+    fn upper(index: usize) -> u64 {
+        if index < EXACT as usize {
+            return index as u64;
+        }
+        let rel = index - EXACT as usize;
+        let exp = (rel >> SUB_BITS) as u32 + 5;
+        let sub = (rel & ((1 << SUB_BITS) - 1)) as u64;
+        let width = 1u64 << (exp - SUB_BITS);
+        ((1u64 << SUB_BITS) + sub).saturating_mul(width).saturating_add(width - 1)
+    }
+
+    /// Adds one duration, µs.
+    pub fn record(&mut self, us: u64) {
+        self.buckets[Self::index(us)] += 1;
+        self.count += 1;
+        self.max = self.max.max(us);
+    }
+
+    /// Durations recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The nearest-rank percentile `p` (0..=1), µs, as the upper bound of
+    /// its bucket (never above the longest duration); 0 when empty.
+    pub fn percentile(&self, p: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((p * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0;
+        for (index, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::upper(index).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    /// Forgets every duration.
+    pub fn clear(&mut self) {
+        self.buckets.fill(0);
+        self.count = 0;
+        self.max = 0;
+    }
+
+    /// The window's figures over `elapsed`.
+    pub fn stats(&self, elapsed: Duration, gauges: Vec<(&'static str, u64)>) -> FrameStats {
+        let secs = elapsed.as_secs_f64();
+        let frames = usize::try_from(self.count).unwrap_or(usize::MAX);
+        FrameStats {
+            fps: if secs > 0.0 { self.count as f64 / secs } else { 0.0 },
+            frames,
+            frame_p50_us: self.percentile(0.50),
+            frame_p99_us: self.percentile(0.99),
+            frame_max_us: self.max,
+            gauges,
+        }
+    }
+}
+
 /// One window's figures, as logged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameStats {
@@ -169,9 +271,9 @@ pub struct FrameStats {
     pub fps: f64,
     /// Frames in the window.
     pub frames: usize,
-    /// Median frame duration, µs.
+    /// Median frame duration, µs (within 1/16, [`FrameHistogram`]).
     pub frame_p50_us: u64,
-    /// 99th percentile frame duration, µs (nearest rank).
+    /// 99th percentile frame duration, µs (nearest rank, within 1/16).
     pub frame_p99_us: u64,
     /// Longest frame, µs.
     pub frame_max_us: u64,
@@ -183,21 +285,6 @@ impl FrameStats {
     /// The value of the gauge `name`, if one was registered.
     pub fn gauge(&self, name: &str) -> Option<u64> {
         self.gauges.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-    }
-
-    /// Percentiles of `durations_us` (sorted in place) over a window of `elapsed`.
-    pub fn from_durations(durations_us: &mut [u64], elapsed: Duration, gauges: Vec<(&'static str, u64)>) -> Self {
-        durations_us.sort_unstable();
-        let secs = elapsed.as_secs_f64();
-        let fps = if secs > 0.0 { durations_us.len() as f64 / secs } else { 0.0 };
-        Self {
-            fps,
-            frames: durations_us.len(),
-            frame_p50_us: nearest_rank(durations_us, 0.50),
-            frame_p99_us: nearest_rank(durations_us, 0.99),
-            frame_max_us: durations_us.last().copied().unwrap_or(0),
-            gauges,
-        }
     }
 }
 
@@ -305,23 +392,41 @@ impl FrameMetricsAppExt for App {
 mod tests {
     use super::*;
 
+    fn histogram_of(values: impl IntoIterator<Item = u64>) -> FrameHistogram {
+        let mut histogram = FrameHistogram::default();
+        for v in values {
+            histogram.record(v);
+        }
+        histogram
+    }
+
     #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let mut durations: Vec<u64> = (1..=100).rev().collect();
-        let stats = FrameStats::from_durations(
-            &mut durations,
-            Duration::from_secs(2),
-            vec![("connections", 3), ("sessions", 2)],
-        );
-        assert_eq!((stats.frame_p50_us, stats.frame_p99_us, stats.frame_max_us), (50, 99, 100));
+    fn percentiles_use_the_nearest_rank_within_a_sixteenth() {
+        let stats =
+            histogram_of((1..=100).rev()).stats(Duration::from_secs(2), vec![("connections", 3), ("sessions", 2)]);
+        assert!((50..=50 + 50 / 16).contains(&stats.frame_p50_us), "{}", stats.frame_p50_us);
+        assert!((99..=100).contains(&stats.frame_p99_us), "{}", stats.frame_p99_us);
+        assert_eq!(stats.frame_max_us, 100);
         assert_eq!(stats.frames, 100);
         assert!((stats.fps - 50.0).abs() < 1e-9);
         assert_eq!((stats.gauge("connections"), stats.gauge("sessions")), (Some(3), Some(2)));
+        // Small values are exact.
+        assert_eq!(histogram_of([3, 7, 9]).percentile(0.5), 7);
+    }
+
+    #[test]
+    fn every_bucket_bound_is_within_a_sixteenth_of_its_values() {
+        for us in [32, 33, 47, 100, 999, 1_000, 16_383, 1_000_000, 3_600_000_000, u64::MAX / 2] {
+            let index = FrameHistogram::index(us);
+            let upper = FrameHistogram::upper(index);
+            assert!(upper >= us && upper - us <= us / 16, "{us} -> {upper}");
+        }
+        assert!(FrameHistogram::index(u64::MAX) < HISTOGRAM_BUCKETS);
     }
 
     #[test]
     fn an_empty_window_is_all_zero() {
-        let stats = FrameStats::from_durations(&mut [], Duration::ZERO, Vec::new());
+        let stats = FrameHistogram::default().stats(Duration::ZERO, Vec::new());
         assert_eq!((stats.fps, stats.frame_p50_us, stats.frame_p99_us, stats.frame_max_us), (0.0, 0, 0, 0));
     }
 

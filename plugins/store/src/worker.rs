@@ -132,6 +132,11 @@ pub(crate) struct Worker {
     requests_open: bool,
     /// `false` if every hasher thread is gone.
     hashers_alive: bool,
+    /// `portcullis_store_commit_seconds` and `portcullis_store_batch_size`
+    /// (docs/operations.md), through the `metrics` facade: handles taken
+    /// once, when the worker starts.
+    commit_seconds: metrics::Histogram,
+    batch_size: metrics::Histogram,
 }
 
 impl Worker {
@@ -153,6 +158,8 @@ impl Worker {
             in_flight: 0,
             requests_open: true,
             hashers_alive: true,
+            commit_seconds: metrics::histogram!("portcullis_store_commit_seconds"),
+            batch_size: metrics::histogram!("portcullis_store_batch_size"),
         }
     }
 
@@ -285,7 +292,10 @@ impl Worker {
                 if let Some(checkpointer) = &self.checkpointer {
                     checkpointer.poke();
                 }
-                debug!(batch = size, elapsed_us = started.elapsed().as_micros(), "store batch committed");
+                let elapsed = started.elapsed();
+                self.commit_seconds.record(elapsed.as_secs_f64());
+                self.batch_size.record(size as f64);
+                debug!(batch = size, elapsed_us = elapsed.as_micros(), "store batch committed");
             }
             Some(reason) => {
                 if !self.conn.is_autocommit()
@@ -315,7 +325,10 @@ impl Worker {
         let mut sent = 0;
         for work in batch.drain(..) {
             let tag = work.tag();
+            let started = Instant::now();
             let next = self.execute(work, &mut pending);
+            self.commit_seconds.record(started.elapsed().as_secs_f64());
+            self.batch_size.record(1.0);
             self.latest.extend(pending.drain());
             sent += self.send(tag, next);
         }

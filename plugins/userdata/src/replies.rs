@@ -46,10 +46,14 @@ pub fn apply_userdata_replies(
     mut ctx: SessionCtx,
     mut mirrors: Query<&mut UserData>,
     mut replies: Local<Vec<StoreReplied<UserDataOp>>>,
+    saves: Local<SavesCounter>,
 ) {
     ctx.take_store_replies(&mut replies);
     for StoreReplied { reply_to, op, result } in replies.drain(..) {
         let entity = reply_to.entity;
+        if matches!(result, Ok(StoreOk::Saved(_))) {
+            saves.0.increment(1);
+        }
         match (op, result) {
             (UserDataOp::Save { mirror }, result) => {
                 // Whether this save ends a kick: it must be one sent after `kicked`.
@@ -137,4 +141,15 @@ fn set_mirror(
     }
     *mirror = UserData { data, version, saved_at, loaded: true };
     ctx.commands().trigger(UserDataChanged { entity, version, source });
+}
+
+/// `portcullis_userdata_saves_total` (docs/operations.md): user data versions
+/// written, client saves and server-side writes alike. Registered once per
+/// system, when it is first run.
+pub struct SavesCounter(metrics::Counter);
+
+impl Default for SavesCounter {
+    fn default() -> Self {
+        Self(metrics::counter!("portcullis_userdata_saves_total"))
+    }
 }

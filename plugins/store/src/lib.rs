@@ -65,24 +65,30 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backend;
 mod checkpoint;
 mod config;
 mod db;
 mod error;
 mod hasher;
 mod password;
+mod pg;
 mod request;
 mod schema;
+mod sqlite;
 mod store;
 pub mod testing;
 mod time;
 mod worker;
 
-pub use config::StoreConfig;
+pub use config::{StoreConfig, default_node_name};
 pub use db::{AccountSummary, Database};
 pub use error::StoreError;
 pub use password::{AccountRuleError, validate_new_account, validate_new_password};
-pub use request::{Account, SavedVersion, StoreFailure, StoreOk, StoreReply, StoreRequest, SubmitError, Userdata};
+pub use request::{
+    Account, ClaimOutcome, SavedVersion, StoreEvent, StoreFailure, StoreOk, StoreReply, StoreRequest, SubmitError,
+    Userdata,
+};
 pub use schema::{DEMO_ACCOUNTS, DEMO_PASSWORD, SCHEMA_VERSION};
 pub use store::{Notify, Store};
 pub use time::format_saved_at;

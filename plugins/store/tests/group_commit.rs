@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use portcullis_store::testing::TestBackend;
 use portcullis_store::testing::{self, Gate};
 use portcullis_store::{Store, StoreConfig, StoreFailure, StoreOk, StoreReply, StoreRequest, Userdata};
 
@@ -63,28 +64,30 @@ fn many_saves_get_consecutive_versions() {
 /// A load queued right after a save in the same batch sees that save.
 #[test]
 fn load_in_the_same_batch_sees_the_save() {
-    let (gate, store) = held_store(StoreConfig::in_memory().fast_hashing().with_demo_accounts());
-    store.submit(1, save(1, 1)).expect("submit");
-    store.submit(2, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
-    store.submit(3, save(1, 2)).expect("submit");
-    store.submit(4, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
-    store.submit(5, StoreRequest::LoadUserdata { account_id: 2 }).expect("submit");
-    gate.open();
-    let replies = by_tag(testing::collect(&store, 6, WAIT).expect("all answered"));
-    let saved = |tag| match replies.get(&tag) {
-        Some(Ok(StoreOk::Saved(saved))) => *saved,
-        other => panic!("{tag}: {other:?}"),
-    };
-    let loaded = |tag| match replies.get(&tag) {
-        Some(Ok(StoreOk::Userdata(found))) => found.clone(),
-        other => panic!("{tag}: {other:?}"),
-    };
-    let first = loaded(2).expect("first save visible");
-    assert_eq!(first.data, r#"{"n":1}"#);
-    assert_eq!((first.version, first.saved_at_ms), (1, saved(1).saved_at_ms));
-    let second = loaded(4).expect("second save visible");
-    assert_eq!((second.version, second.saved_at_ms), (2, saved(3).saved_at_ms));
-    assert_eq!(loaded(5), None);
+    for backend in TestBackend::all("load_in_the_same_batch_sees_the_save") {
+        let (gate, store) = held_store(backend.config().fast_hashing().with_demo_accounts());
+        store.submit(1, save(1, 1)).expect("submit");
+        store.submit(2, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
+        store.submit(3, save(1, 2)).expect("submit");
+        store.submit(4, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
+        store.submit(5, StoreRequest::LoadUserdata { account_id: 2 }).expect("submit");
+        gate.open();
+        let replies = by_tag(testing::collect(&store, 6, WAIT).expect("all answered"));
+        let saved = |tag| match replies.get(&tag) {
+            Some(Ok(StoreOk::Saved(saved))) => *saved,
+            other => panic!("{tag}: {other:?}"),
+        };
+        let loaded = |tag| match replies.get(&tag) {
+            Some(Ok(StoreOk::Userdata(found))) => found.clone(),
+            other => panic!("{tag}: {other:?}"),
+        };
+        let first = loaded(2).expect("first save visible");
+        assert_eq!(first.data, r#"{"n":1}"#);
+        assert_eq!((first.version, first.saved_at_ms), (1, saved(1).saved_at_ms));
+        let second = loaded(4).expect("second save visible");
+        assert_eq!((second.version, second.saved_at_ms), (2, saved(3).saved_at_ms));
+        assert_eq!(loaded(5), None);
+    }
 }
 
 /// A request whose statement fails gets `Internal`; the rest of its batch

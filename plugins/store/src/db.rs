@@ -74,8 +74,11 @@ impl Database {
         let hasher = PasswordHasher::new(config.argon2_params()?);
         let engine = match config.postgres_url() {
             Some(url) => {
-                let mut client = pg::connect(url, "portcullis-account")?;
-                pg::migrate(&mut client, config, &hasher)?;
+                let client = pg::off_runtime(|| -> Result<_, StoreError> {
+                    let mut client = pg::connect(url, "portcullis-account")?;
+                    pg::migrate(&mut client, config, &hasher)?;
+                    Ok(client)
+                })?;
                 Engine::Postgres(Mutex::new(client))
             }
             None => Engine::Sqlite(schema::open_connection(config, &hasher)?),

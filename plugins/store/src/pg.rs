@@ -79,6 +79,16 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     CREATE INDEX claims_node ON claims (node);",
 ];
 
+/// Runs `f` on a thread of its own and waits for it: the blocking client
+/// drives a runtime of its own, which cannot start on a thread that runs
+/// tokio tasks (a game embedding the store in `#[tokio::main]`, async tests).
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
 /// Connects to `url` (libpq syntax) with a 5 s connect timeout unless the
 /// URL sets one.
 pub(crate) fn connect(url: &str, application: &str) -> Result<Client, StoreError> {

@@ -78,10 +78,14 @@ impl Store {
         if let Some(url) = config.postgres_url() {
             let url = url.to_owned();
             let hasher = PasswordHasher::new(config.argon2_params()?);
-            let mut client = pg::connect(&url, "portcullis-store")?;
-            pg::migrate(&mut client, &config, &hasher)?;
-            let backend = PgBackend::new(&url, client, config.node_name.clone())?;
-            let directory = Directory::start(&config, &url, event_tx, notify.clone())?;
+            // Off the calling thread, which may run tokio tasks (the client cannot).
+            let (backend, directory) = pg::off_runtime(|| -> Result<_, StoreError> {
+                let mut client = pg::connect(&url, "portcullis-store")?;
+                pg::migrate(&mut client, &config, &hasher)?;
+                let backend = PgBackend::new(&url, client, config.node_name.clone())?;
+                let directory = Directory::start(&config, &url, event_tx, notify.clone())?;
+                Ok((backend, directory))
+            })?;
             let mut store = Self::start(&config, notify, hasher, backend, event_rx)?;
             store.directory = Some(directory);
             store.shared = true;

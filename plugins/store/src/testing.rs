@@ -163,9 +163,11 @@ impl TestPostgres {
             return None;
         };
         let name = format!("portcullis_test_{:016x}", rand::random::<u64>());
-        let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url}: cannot connect: {e}"));
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("CREATE DATABASE: {e}"));
+        off_runtime(|| {
+            let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url}: cannot connect: {e}"));
+            client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("CREATE DATABASE: {e}"));
+        });
         let url = with_database(&admin_url, &name);
         Some(Self { admin_url, name, url })
     }
@@ -177,21 +179,30 @@ impl TestPostgres {
 
     /// Runs SQL on the fresh database (to look at or change what a test needs).
     pub fn execute(&self, sql: &str) -> Result<Vec<postgres::SimpleQueryMessage>, postgres::Error> {
-        postgres::Client::connect(&self.url, postgres::NoTls)?.simple_query(sql)
+        off_runtime(|| postgres::Client::connect(&self.url, postgres::NoTls)?.simple_query(sql))
     }
 }
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        match postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+        off_runtime(|| match postgres::Client::connect(&self.admin_url, postgres::NoTls) {
             Ok(mut client) => {
                 if let Err(e) = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
                     eprintln!("cannot drop the test database {}: {e}", self.name);
                 }
             }
             Err(e) => eprintln!("cannot drop the test database {}: {e}", self.name),
-        }
+        });
     }
+}
+
+/// Runs `f` on a thread of its own: the blocking PostgreSQL client cannot
+/// run inside a tokio runtime (async tests).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// `url` with its database replaced by `name`.

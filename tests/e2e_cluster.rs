@@ -209,3 +209,37 @@ async fn register_on_one_node_login_on_another() {
     let result = b.call_ok("login", json!({"account": "wanderer42", "password": "secret1"})).await;
     assert_eq!(result["account"], "Wanderer42");
 }
+
+/// If this failed, a third device logging in while a cross-node takeover
+/// runs would start a second takeover (docs/protocol.md §6 answers it
+/// LOGIN_IN_PROGRESS), on the waiting node or on any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_login_during_a_cross_node_takeover_is_login_in_progress() {
+    let Some(db) = TestPostgres::create("a_third_login_during_a_cross_node_takeover_is_login_in_progress") else {
+        return;
+    };
+    let flags = ["--kick-save-timeout", "5s"];
+    let (node_a, node_b, node_c) =
+        (node(&db, "node-a", &flags), node(&db, "node-b", &flags), node(&db, "node-c", &flags));
+    let mut a = node_a.connect().await;
+    let a_token = a.login("netease2", "123").await;
+
+    let mut b = node_b.connect().await;
+    let b_login = b.request("login", json!({"account": "netease2", "password": "123"})).await;
+    b.expect_notification("login_pending", login_pending()).await;
+    a.expect_notification("kicked", kicked("duplicate_login", 5000)).await;
+
+    let mut c = node_c.connect().await;
+    assert_eq!(c.call_err("login", json!({"account": "netease2", "password": "123"})).await, LOGIN_IN_PROGRESS);
+    let mut b2 = node_b.connect().await;
+    assert_eq!(b2.call_err("login", json!({"account": "netease2", "password": "123"})).await, LOGIN_IN_PROGRESS);
+    // B's own connection is served while it waits (docs/protocol.md §6).
+    assert!(b.call_ok("ping", json!({})).await["server_time_ms"].is_u64());
+
+    a.save(&a_token, json!({"last": "save"})).await;
+    a.expect_disconnected("duplicate_login").await;
+    let response = b.recv_within(Duration::from_secs(5)).await;
+    assert_eq!(response["id"], json!(b_login), "{response}");
+    let b_token = token_of(response.get("result").unwrap_or_else(|| panic!("{response}")));
+    assert_eq!(b.load(&b_token).await["data"], json!({"last": "save"}));
+}

@@ -159,7 +159,10 @@ impl TestPostgres {
     /// pass without it.
     pub fn create(test: &str) -> Option<Self> {
         let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
-            eprintln!("skipped {test} on PostgreSQL: {POSTGRES_ENV} is not set");
+            // Straight to the stream, not `eprintln!`: the test harness would
+            // capture that and hide it for a passing test.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "skipped {test} on PostgreSQL: {POSTGRES_ENV} is not set");
             return None;
         };
         let name = format!("portcullis_test_{:016x}", rand::random::<u64>());

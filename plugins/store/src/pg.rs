@@ -577,11 +577,7 @@ impl DirectoryThread {
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let mut next_retry = Instant::now() + retry_every;
         let mut last_renewed = Instant::now();
-        loop {
-            match stopped.recv_timeout(Duration::ZERO) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => break,
-            }
+        while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::ZERO) {
             let mut sent = 0;
             match self.client.as_mut() {
                 Some(client) => match read_notifications(client, &self.node, poll) {

@@ -120,6 +120,15 @@ impl SessionCtx<'_, '_> {
                     self.retry_claim(account_id);
                 }
             }
+            StoreEvent::LeaseLost => {
+                // Fencing: once the lease runs out another node may log these
+                // accounts in; this node must not keep a second session.
+                let sessions: Vec<Entity> = self.index.by_account.values().copied().collect();
+                bevy_log::warn!(sessions = sessions.len(), "lease lost: kicking every session of this node");
+                for entity in sessions {
+                    self.kick(entity, portcullis_rpc::DisconnectReason::Admin);
+                }
+            }
             StoreEvent::Retry => {
                 let waiting: Vec<i64> = self.directory.remote.iter().copied().collect();
                 for account_id in waiting {

@@ -96,6 +96,12 @@ pub(crate) fn connect(url: &str, application: &str) -> Result<Client, StoreError
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
+    // A database that vanished without a reset (a partition) fails the
+    // call instead of hanging the store's thread.
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(5));
+    }
+    config.keepalives(true).keepalives_idle(Duration::from_secs(5));
     config.application_name(application);
     Ok(config.connect(NoTls)?)
 }
@@ -576,7 +582,10 @@ impl DirectoryThread {
         let poll = Duration::from_millis(50);
         let mut next_heartbeat = Instant::now() + heartbeat_every;
         let mut next_retry = Instant::now() + retry_every;
+        // When the last renewal that the database took was sent (its lease
+        // ends no earlier than this plus the lease, on the database's clock).
         let mut last_renewed = Instant::now();
+        let mut fenced = false;
         while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::ZERO) {
             let mut sent = 0;
             match self.client.as_mut() {
@@ -597,7 +606,9 @@ impl DirectoryThread {
                     }
                 },
                 None => {
+                    let attempt = Instant::now();
                     if self.reconnect() {
+                        last_renewed = attempt;
                         // Notifications may have been missed meanwhile.
                         let _ = self.events.send(StoreEvent::Retry);
                         sent += 1;
@@ -618,10 +629,16 @@ impl DirectoryThread {
                         }
                     }
                 }
-                if now.duration_since(last_renewed) > self.lease {
-                    warn!(node = %self.node, "lease not renewed within --node-lease: other nodes may take this node's sessions over");
-                }
             }
+            // Two heartbeats missed: the lease may run out before the next one
+            // gets through, and other nodes may then take the sessions over.
+            let at_risk = now.duration_since(last_renewed) > self.lease * 2 / 3;
+            if at_risk && !fenced {
+                warn!(node = %self.node, "lease not renewed: giving up this node's sessions before other nodes may take them over");
+                let _ = self.events.send(StoreEvent::LeaseLost);
+                sent += 1;
+            }
+            fenced = at_risk;
             if now >= next_retry {
                 next_retry = now + retry_every;
                 let _ = self.events.send(StoreEvent::Retry);

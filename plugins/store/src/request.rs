@@ -213,6 +213,11 @@ pub enum StoreEvent {
     /// run out, a notification may have been lost while the database was
     /// unreachable). Sent a few times per lease.
     Retry,
+    /// This node could not renew its lease for two thirds of it (the
+    /// database is unreachable): other nodes may soon take its accounts
+    /// over, so its sessions should end now (docs/cluster.md, "Partition").
+    /// Sent once per outage.
+    LeaseLost,
 }
 
 /// A failed answer.

@@ -128,3 +128,40 @@ fn expired_leases_and_closed_stores_free_their_claims() {
         .collect();
     assert_eq!(nodes, ["ghost", "node-a"], "node-b left the directory");
 }
+
+/// If this failed, a database restart (or a failover) would leave every node
+/// failing all requests until it is restarted itself.
+#[test]
+fn the_store_reconnects_after_its_connections_are_dropped() {
+    let Some(db) = TestPostgres::create("the_store_reconnects_after_its_connections_are_dropped") else { return };
+    let store = Store::open(config(&db, "node-a"), None).expect("open");
+    assert_eq!(claim(&store, 1), ClaimOutcome::Claimed);
+    // What a restart does to the server's connections.
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .expect("terminate");
+    let save = || StoreRequest::SaveUserdata { account_id: 1, data: r#"{"after":"restart"}"#.into() };
+    let deadline = Instant::now() + WAIT;
+    let saved = loop {
+        // The first request after the drop may fail (INTERNAL_ERROR, no effect); later ones reconnect.
+        match testing::call(&store, save(), WAIT).expect("reply") {
+            Ok(StoreOk::Saved(saved)) => break saved,
+            Err(failure) if Instant::now() < deadline => eprintln!("retrying after {failure}"),
+            other => panic!("the store did not recover: {other:?}"),
+        }
+    };
+    assert_eq!(saved.version, 1);
+    // The directory thread reconnects too, and kick requests reach this node again.
+    let other = Store::open(config(&db, "node-b"), None).expect("open b");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert_eq!(claim(&other, 1), ClaimOutcome::Held);
+        match store.events().recv_timeout(Duration::from_millis(500)) {
+            Ok(StoreEvent::KickRequested { account_id: 1 }) => break,
+            _ if Instant::now() < deadline => {}
+            other => panic!("no kick request after the reconnect: {other:?}"),
+        }
+    }
+}

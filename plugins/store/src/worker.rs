@@ -1,5 +1,7 @@
-//! The SQLite thread: takes requests in order, runs them in group-committed
-//! batches and answers each one only after its batch is on disk.
+//! The store's worker thread (SQLite or PostgreSQL, through [`Backend`]):
+//! takes requests in order, runs them in group-committed batches and answers
+//! each one only after its batch is committed. Session directory requests
+//! (claims, releases) run after the batch, each in its own transaction.
 //!
 //! One batch: block for one message, drain up to [`MAX_BATCH`] more without
 //! blocking, `BEGIN IMMEDIATE`, run them in arrival order (a request sees the

@@ -46,6 +46,26 @@ pub(crate) trait Backend: Send + 'static {
     /// Appends the next version of an account's user data, at the later of
     /// `now_ms` and the previous version's time.
     fn save(&mut self, id: i64, data: &str, now_ms: i64) -> Result<SavedVersion, SqlError>;
+    /// Appends several saves (in this order, maybe of the same account) in
+    /// the running transaction: one result per save, as [`save`](Self::save)
+    /// would give them one by one. `Err` fails them all. The default runs
+    /// them one by one and stops once the transaction is
+    /// [`abandoned`](Self::abandoned) (nothing may run outside it).
+    fn save_many(
+        &mut self,
+        saves: &[(i64, &str)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<SavedVersion, SqlError>>, SqlError> {
+        let mut results = Vec::with_capacity(saves.len());
+        for (id, data) in saves {
+            if self.abandoned() {
+                results.push(Err("transaction rolled back by the database".to_owned()));
+                continue;
+            }
+            results.push(self.save(*id, data, now_ms));
+        }
+        Ok(results)
+    }
     /// The newest version of account `id`, with its data.
     fn latest_userdata(&mut self, id: i64) -> Result<Option<Userdata>, SqlError>;
     /// Claims account `id` for this node in the session directory (its own

@@ -18,6 +18,7 @@
 //! Leases are judged on the database's clock (`clock_timestamp()`), so the
 //! nodes' clocks need not agree.
 
+use std::collections::HashMap;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -180,6 +181,7 @@ struct Statements {
     password_hash_of: Statement,
     swap_password_hash: Statement,
     save: Statement,
+    save_many: Statement,
     latest_userdata: Statement,
 }
 
@@ -210,6 +212,29 @@ impl Statements {
                  WHERE a.id = $1::bigint
                  ON CONFLICT DO NOTHING
                  RETURNING version, saved_at_ms",
+            )?,
+            // Several saves in one statement: the n-th save of an account in
+            // the input gets the account's newest version + n.
+            save_many: client.prepare(
+                "WITH input AS (
+                     SELECT t.account_id, t.data, t.ord
+                     FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS t(account_id, data, ord)
+                 ), numbered AS (
+                     SELECT account_id, data, row_number() OVER (PARTITION BY account_id ORDER BY ord) AS n
+                     FROM input
+                 ), base AS (
+                     SELECT a.id AS account_id, COALESCE(l.version, 0) AS version,
+                            COALESCE(l.saved_at_ms, $3::bigint) AS saved_at_ms
+                     FROM (SELECT DISTINCT account_id FROM input) d
+                     JOIN accounts a ON a.id = d.account_id
+                     LEFT JOIN LATERAL (SELECT version, saved_at_ms FROM userdata WHERE account_id = a.id
+                                        ORDER BY version DESC LIMIT 1) l ON true
+                 )
+                 INSERT INTO userdata (account_id, version, saved_at_ms, data)
+                 SELECT n.account_id, b.version + n.n, GREATEST($3::bigint, b.saved_at_ms), n.data
+                 FROM numbered n JOIN base b ON b.account_id = n.account_id
+                 ON CONFLICT DO NOTHING
+                 RETURNING account_id, version, saved_at_ms",
             )?,
             latest_userdata: client.prepare(
                 "SELECT data, version, saved_at_ms FROM userdata WHERE account_id = $1::bigint
@@ -376,6 +401,43 @@ impl Backend for PgBackend {
             }
         }
         Err("the version was taken by concurrent saves".to_owned())
+    }
+
+    fn save_many(
+        &mut self,
+        saves: &[(i64, &str)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<SavedVersion, SqlError>>, SqlError> {
+        let ids: Vec<i64> = saves.iter().map(|(id, _)| *id).collect();
+        let datas: Vec<&str> = saves.iter().map(|(_, data)| *data).collect();
+        let rows = self.run(|c, s| c.query(&s.save_many, &[&ids, &datas, &now_ms]))?;
+        let mut written: HashMap<i64, Vec<SavedVersion>> = HashMap::new();
+        for row in rows {
+            let saved = SavedVersion { version: version_of(row.get(1)), saved_at_ms: row.get(2) };
+            written.entry(row.get(0)).or_default().push(saved);
+        }
+        let mut wanted: HashMap<i64, usize> = HashMap::new();
+        for id in &ids {
+            *wanted.entry(*id).or_default() += 1;
+        }
+        for (id, versions) in &mut written {
+            if versions.len() != wanted.get(id).copied().unwrap_or(0) {
+                // Another transaction saved this account meanwhile and took
+                // some of the versions: fail the batch (rolled back, no effect).
+                self.broken = true;
+                return Err(format!("concurrent saves of account {id}"));
+            }
+            versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+        }
+        Ok(ids
+            .iter()
+            .map(|id| {
+                written
+                    .get_mut(id)
+                    .and_then(Vec::pop)
+                    .ok_or_else(|| format!("no account with id {id}, or its versions were taken"))
+            })
+            .collect())
     }
 
     fn latest_userdata(&mut self, id: i64) -> Result<Option<Userdata>, SqlError> {

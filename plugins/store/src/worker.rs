@@ -256,18 +256,31 @@ impl<B: Backend> Worker<B> {
 
         let first = outcomes.len();
         let mut abandoned = None;
-        for work in batch.drain(..) {
+        let mut works = batch.drain(..).peekable();
+        while let Some(work) = works.next() {
             let tag = work.tag();
             if abandoned.is_some() {
                 outcomes.push((tag, Next::Reply(Err(StoreFailure::Internal(String::new())))));
                 continue;
             }
-            outcomes.push((tag, self.execute(work)));
+            if is_save(&work) && works.peek().is_some_and(is_save) {
+                // A run of saves in arrival order: one statement on PostgreSQL.
+                let mut group = vec![work];
+                while group.len() < MAX_SAVE_GROUP
+                    && let Some(next) = works.next_if(is_save)
+                {
+                    group.push(next);
+                }
+                self.save_group(group, outcomes);
+            } else {
+                outcomes.push((tag, self.execute(work)));
+            }
             if self.backend.abandoned() {
                 // Nothing of this batch is written.
                 abandoned = Some("transaction rolled back by the database".to_owned());
             }
         }
+        drop(works);
 
         let failure = match abandoned {
             Some(reason) => Some(reason),
@@ -307,6 +320,38 @@ impl<B: Backend> Worker<B> {
             sent += self.send(tag, next);
         }
         self.wake(sent);
+    }
+
+    /// Runs consecutive saves together ([`Backend::save_many`]), replies in
+    /// their order.
+    fn save_group(&mut self, group: Vec<Work>, outcomes: &mut Vec<(u64, Next)>) {
+        let mut tags = Vec::with_capacity(group.len());
+        let mut saves = Vec::with_capacity(group.len());
+        for work in group {
+            if let Work::Request(Job { tag, request: StoreRequest::SaveUserdata { account_id, data } }) = work {
+                tags.push(tag);
+                saves.push((account_id, data));
+            }
+        }
+        let refs: Vec<(i64, &str)> = saves.iter().map(|(id, data)| (*id, data.as_str())).collect();
+        match self.backend.save_many(&refs, now_ms()) {
+            Ok(results) => {
+                for ((tag, (account_id, _)), result) in tags.into_iter().zip(&saves).zip(results) {
+                    let next = match result {
+                        Ok(saved) => Next::Reply(Ok(StoreOk::Saved(saved))),
+                        Err(e) => {
+                            warn!(account_id, error = %e, "saving user data failed");
+                            Next::Reply(Err(StoreFailure::Internal(e)))
+                        }
+                    };
+                    outcomes.push((tag, next));
+                }
+            }
+            Err(e) => {
+                warn!(saves = tags.len(), error = %e, "saving user data failed");
+                outcomes.extend(tags.into_iter().map(|tag| (tag, Next::Reply(Err(StoreFailure::Internal(e.clone()))))));
+            }
+        }
     }
 
     /// Runs a session directory request in its own transaction.
@@ -460,6 +505,14 @@ impl<B: Backend> Worker<B> {
             notify();
         }
     }
+}
+
+/// Most saves run together by [`Backend::save_many`].
+const MAX_SAVE_GROUP: usize = 1024;
+
+/// Whether `work` is a client save.
+fn is_save(work: &Work) -> bool {
+    matches!(work, Work::Request(Job { request: StoreRequest::SaveUserdata { .. }, .. }))
 }
 
 /// Logs a failed statement and turns it into a reply.

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::pg::off_runtime;
 use crate::{Store, StoreError, StoreFailure, StoreOk, StoreReply, StoreRequest};
 
 /// Tags used by [`call`]: the top half of the range, so they do not collide
@@ -197,15 +198,6 @@ impl Drop for TestPostgres {
             Err(e) => eprintln!("cannot drop the test database {}: {e}", self.name),
         });
     }
-}
-
-/// Runs `f` on a thread of its own: the blocking PostgreSQL client cannot
-/// run inside a tokio runtime (async tests).
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| match scope.spawn(f).join() {
-        Ok(value) => value,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
 }
 
 /// `url` with its database replaced by `name`.

@@ -132,7 +132,7 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeEr
     }
     let notify_waker = waker.clone();
     let store = Store::open(config.store.clone(), Some(Arc::new(move || notify_waker.wake())))
-        .map_err(|source| ServeError::Store { path: config.store.path.clone(), source })?;
+        .map_err(|source| ServeError::Store { path: PathBuf::from(config.store.location()), source })?;
     let signals = Signals::new(waker.clone());
 
     let mut app = App::new();

@@ -129,9 +129,16 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert (needs --tls-cert).
     #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// SQLite database file, created with its schema if missing.
+    /// SQLite database file, created with its schema if missing; or a
+    /// PostgreSQL URL (`postgres://…`, `postgresql://…`) for a cluster (docs/cluster.md).
     #[arg(long, env = "PORTCULLIS_DB", default_value = "portcullis.db")]
     pub db: PathBuf,
+    /// This node's name in a cluster (PostgreSQL store only); default: host name and pid.
+    #[arg(long, env = "PORTCULLIS_NODE_NAME", value_parser = node_name)]
+    pub node_name: Option<String>,
+    /// How long the sessions of a node that stopped answering stay claimed (cluster only).
+    #[arg(long, env = "PORTCULLIS_NODE_LEASE", default_value = "10s", value_parser = parse_positive_duration)]
+    pub node_lease: Duration,
     /// Fixed simulation tick rate (FixedUpdate); also the idle frame rate.
     #[arg(long, env = "PORTCULLIS_TICK_HZ", default_value_t = 30.0, value_parser = positive_f64)]
     pub tick_hz: f64,
@@ -252,6 +259,8 @@ impl From<&ServeArgs> for ServerConfig {
                 argon2_iterations: args.argon2_iterations,
                 group_commit: !args.no_group_commit,
                 synchronous_full: args.synchronous_full,
+                node_name: args.node_name.clone().unwrap_or_else(portcullis_store::default_node_name),
+                node_lease: args.node_lease,
                 ..StoreConfig::new(&args.db)
             },
             metrics_every: args.metrics_every,
@@ -266,6 +275,15 @@ impl From<&ServeArgs> for ServerConfig {
 /// `false`, `1` or `0` (docs/cli.md; also `yes`/`no`, `on`/`off`).
 fn switch() -> BoolishValueParser {
     BoolishValueParser::new()
+}
+
+/// A node name: 1 to 200 printable characters without spaces (it goes into
+/// the directory's notifications, docs/cluster.md).
+fn node_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 200 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{s}` is not a node name (1 to 200 characters, no spaces)"));
+    }
+    Ok(s.to_owned())
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {

@@ -37,6 +37,7 @@
 //! library, as tokio's tests use tokio-test.
 #![forbid(unsafe_code)]
 
+mod directory;
 mod events;
 mod gate;
 mod limits;
@@ -58,6 +59,7 @@ use portcullis_rpc::{Access, RpcAppExt, RpcGates, RpcSystems};
 use portcullis_runtime::{FrameWaker, ShutdownPlugin};
 use portcullis_store::{Store, StoreConfig};
 
+pub use directory::{Directory, apply_directory_events};
 pub use events::*;
 pub use gate::*;
 pub use limits::*;
@@ -160,7 +162,7 @@ impl Plugin for SessionPlugin {
                     match Store::open(config.clone(), Some(Arc::new(move || waker.wake()))) {
                         Ok(store) => handle.0 = Some(store),
                         Err(e) => {
-                            bevy_log::error!(path = ?config.path, error = %e, "cannot open the store");
+                            bevy_log::error!(db = %config.location(), error = %e, "cannot open the store");
                             exit.write(AppExit::error());
                         }
                     }
@@ -179,13 +181,14 @@ impl Plugin for SessionPlugin {
             .init_resource::<DeadlineQueue>()
             .init_resource::<ShutdownState>()
             .init_resource::<KickAllowList>()
+            .init_resource::<Directory>()
             .configure_sets(
                 PreUpdate,
                 (SessionSystems::Route, SessionSystems::Store, NetSystems::Closing, SessionSystems::Timers)
                     .chain()
                     .after(RpcSystems::Dispatch),
             )
-            .add_systems(PreUpdate, route_store_replies.in_set(SessionSystems::Route))
+            .add_systems(PreUpdate, (route_store_replies, apply_directory_events).chain().in_set(SessionSystems::Route))
             .add_systems(
                 PreUpdate,
                 (end_sessions_of_closing_connections, judge_drained_deadlines, check_deadlines, finish_shutdown)

@@ -27,10 +27,11 @@ use bevy_time::{Real, Time};
 use portcullis_net::Connection;
 use portcullis_protocol::{LoginResult, notification};
 use portcullis_rpc::{DisconnectReason, ErrorCode, ReplyTo, Rpc, RpcError};
-use portcullis_store::{Account, StoreFailure, StoreOk, StoreRequest, SubmitError};
+use portcullis_store::{Account, ClaimOutcome, StoreFailure, StoreOk, StoreRequest, SubmitError};
 use serde_json::json;
 
 use crate::SessionConfig;
+use crate::directory::{ClaimWait, Directory};
 use crate::events::{Kicked, LoggedIn, LoggedOut};
 use crate::limits::{DeadlineQueue, next_check};
 use crate::shutdown::ShutdownState;
@@ -38,7 +39,7 @@ use crate::state::{
     Card, CardRef, LoginDeadline, PendingRpc, Session, SessionIndex, SessionState, SessionTimers, StagedCards,
     apply_card,
 };
-use crate::store::{PendingTags, StoreHandle, StoreOp, StoreReplied};
+use crate::store::{PendingTags, StoreHandle, StoreOp, StoreReplied, store_error};
 use crate::token::Token;
 
 /// The four card components of a connection, read-only (they are immutable).
@@ -67,6 +68,7 @@ pub struct SessionCtx<'w, 's> {
     pub(crate) time: Res<'w, Time<Real>>,
     pub(crate) shutdown: ResMut<'w, ShutdownState>,
     pub(crate) deadlines: ResMut<'w, DeadlineQueue>,
+    pub(crate) directory: ResMut<'w, Directory>,
     pub(crate) commands: Commands<'w, 's>,
 }
 
@@ -327,6 +329,15 @@ impl<'w, 's> SessionCtx<'w, 's> {
                     self.begin_takeover(reply_to, account, old);
                     return;
                 }
+                // A cluster: the account may be held by another node (docs/cluster.md).
+                _ if self.shared() => {
+                    self.index.takeovers.insert(account.id, entity);
+                    if self.submit_claim(&account, reply_to) {
+                        return;
+                    }
+                    self.index.takeovers.remove(&account.id);
+                    Err(RpcError::new(ErrorCode::ServerBusy))
+                }
                 _ => self.log_in(entity, account).ok_or_else(|| RpcError::new(ErrorCode::InternalError)),
             },
         };
@@ -352,15 +363,114 @@ impl<'w, 's> SessionCtx<'w, 's> {
         self.kick(old, DisconnectReason::DuplicateLogin);
     }
 
+    /// The store answered a login's claim (docs/cluster.md). Claimed: the
+    /// login gets its token. Held by another node: awaiting login → waiting
+    /// for takeover (`login_pending`; the other node was asked to kick).
+    /// Another node already taking over: `LOGIN_IN_PROGRESS`. A claim whose
+    /// login went meanwhile is released.
+    pub(crate) fn claim_answered(&mut self, wait: ClaimWait, result: Result<StoreOk, StoreFailure>) {
+        let ClaimWait { entity, account, login } = wait;
+        self.directory.in_flight.remove(&account.id);
+        let ours = self.index.takeovers.get(&account.id) == Some(&entity);
+        let state = self.session(entity).map(|s| s.state.clone());
+        let waiting = ours && matches!(state, Some(SessionState::WaitingTakeover { .. }));
+        let awaiting = ours && matches!(state, Some(SessionState::AwaitingLogin));
+        if !waiting && !awaiting {
+            // The login went (closed, timed out, shut down) while the claim was on its way.
+            if ours {
+                self.index.takeovers.remove(&account.id);
+            }
+            self.directory.remote.remove(&account.id);
+            if matches!(result, Ok(StoreOk::Claim(ClaimOutcome::Claimed | ClaimOutcome::Held)))
+                && !self.index.by_account.contains_key(&account.id)
+                && !self.index.takeovers.contains_key(&account.id)
+            {
+                self.release_claim(account.id);
+            }
+            return;
+        }
+        match result {
+            Ok(StoreOk::Claim(ClaimOutcome::Claimed)) => {
+                self.index.takeovers.remove(&account.id);
+                self.directory.remote.remove(&account.id);
+                if self.shutdown.is_active() {
+                    self.rpc.respond::<()>(&login, Err(RpcError::new(ErrorCode::ServerBusy)));
+                    self.close_unauthenticated(entity, DisconnectReason::ServerShutdown);
+                    self.release_claim(account.id);
+                    return;
+                }
+                let result = self.log_in(entity, account).ok_or_else(|| RpcError::new(ErrorCode::InternalError));
+                self.rpc.respond(&login, result);
+            }
+            Ok(StoreOk::Claim(ClaimOutcome::Held)) => {
+                if awaiting {
+                    self.begin_remote_takeover(&login, account);
+                }
+            }
+            other => {
+                self.index.takeovers.remove(&account.id);
+                let was_waiting = self.directory.remote.remove(&account.id);
+                let error = match &other {
+                    Ok(StoreOk::Claim(ClaimOutcome::InProgress)) => RpcError::new(ErrorCode::LoginInProgress),
+                    Err(failure) => store_error(failure),
+                    Ok(_) => RpcError::new(ErrorCode::InternalError),
+                };
+                self.rpc.respond::<()>(&login, Err(error));
+                if waiting {
+                    self.abandon_takeover(entity);
+                }
+                if was_waiting || other.is_err() {
+                    self.release_claim(account.id);
+                }
+            }
+        }
+    }
+
+    /// Transition: awaiting login → waiting for takeover of an account that
+    /// another node holds (§6 step 2 across nodes): `login_pending`, no
+    /// login deadline, the connection's other requests go on. That node was
+    /// asked to kick its session by the claim itself.
+    fn begin_remote_takeover(&mut self, login: &ReplyTo, account: Account) {
+        let entity = login.entity;
+        bevy_log::info!(account = %account.name, "duplicate login: replacing a session of another node");
+        self.rpc.notify(entity, notification::LOGIN_PENDING, &json!({ "reason": notification::REPLACING_SESSION }));
+        self.directory.remote.insert(account.id);
+        if let Some(mut card) = self.card(entity).map(CardRef::to_owned) {
+            card.session.state = SessionState::WaitingTakeover { account, login: login.clone() };
+            card.deadline = None;
+            self.write(entity, card);
+        }
+        self.schedule(entity);
+        self.rpc.release(login);
+    }
+
+    /// Transition: waiting for takeover → awaiting login, with a fresh login
+    /// deadline (the waiting login was answered with an error).
+    fn abandon_takeover(&mut self, entity: Entity) {
+        let deadline = self.now() + self.config.login_timeout;
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return };
+        card.session.state = SessionState::AwaitingLogin;
+        card.deadline = Some(LoginDeadline(deadline));
+        self.write(entity, card);
+        self.schedule(entity);
+    }
+
     /// Transition: the account's old session is gone (§6 step 6): the waiting
     /// login gets its token, or `SERVER_BUSY` when the server is shutting down.
     fn continue_takeover(&mut self, account_id: i64) {
+        // A login waiting on another node's claim goes on only when the claim is this node's.
+        if self.directory.remote.contains(&account_id) || self.directory.in_flight.contains(&account_id) {
+            return;
+        }
         let Some(waiting) = self.index.takeovers.remove(&account_id) else { return };
         let Some(card) = self.card(waiting) else { return };
         let SessionState::WaitingTakeover { account, login } = card.session.state.clone() else { return };
         if self.shutdown.is_active() {
             self.rpc.respond::<()>(&login, Err(RpcError::new(ErrorCode::ServerBusy)));
             self.close_unauthenticated(waiting, DisconnectReason::ServerShutdown);
+            if self.shared() {
+                self.release_claim(account_id);
+            }
             return;
         }
         let result = self.log_in(waiting, account).ok_or_else(|| RpcError::new(ErrorCode::InternalError));
@@ -398,6 +508,9 @@ impl<'w, 's> SessionCtx<'w, 's> {
                 self.write(entity, card);
                 if self.index.takeovers.get(&account.id) == Some(&entity) {
                     self.index.takeovers.remove(&account.id);
+                    if self.directory.remote.remove(&account.id) {
+                        self.release_claim(account.id);
+                    }
                 }
                 if reason == DisconnectReason::ServerShutdown {
                     self.rpc.respond::<()>(&login, Err(RpcError::new(ErrorCode::ServerBusy)));
@@ -491,6 +604,10 @@ impl<'w, 's> SessionCtx<'w, 's> {
             SessionState::WaitingTakeover { account, .. } => {
                 if self.index.takeovers.get(&account.id) == Some(&entity) {
                     self.index.takeovers.remove(&account.id);
+                    // §6: "if B closes while it waits, A is still closed"; this node no longer wants it.
+                    if self.directory.remote.remove(&account.id) {
+                        self.release_claim(account.id);
+                    }
                 }
             }
             SessionState::AwaitingLogin | SessionState::Closed => {}
@@ -509,6 +626,10 @@ impl<'w, 's> SessionCtx<'w, 's> {
         }
         let account_id = account.id;
         self.commands.trigger(LoggedOut { entity, account });
+        if self.shared() && !self.index.takeovers.contains_key(&account_id) {
+            // No login of this node takes it over: the claim goes (to the node waiting for it, if any).
+            self.release_claim(account_id);
+        }
         self.continue_takeover(account_id);
     }
 }

@@ -206,6 +206,10 @@ pub fn route_store_replies(mut ctx: SessionCtx) {
     loop {
         let Some(store) = ctx.store.get() else { return };
         let Ok(reply) = store.replies().try_recv() else { return };
+        if let Some(wait) = ctx.directory.claims.remove(&reply.tag) {
+            ctx.claim_answered(wait, reply.result);
+            continue;
+        }
         ctx.reply_arrived(reply.tag, reply.result);
     }
 }

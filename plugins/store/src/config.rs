@@ -1,6 +1,7 @@
 //! [`StoreConfig`]: where the database lives and how hard the store works.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argon2::Params;
 
@@ -28,7 +29,18 @@ use crate::StoreError;
 pub struct StoreConfig {
     /// The SQLite file; created (with its schema) if missing. `":memory:"`
     /// is a private in-memory database that lives as long as the store.
+    /// A `postgres://` or `postgresql://` URL (libpq syntax) selects the
+    /// PostgreSQL store of a cluster instead (docs/cluster.md), see
+    /// [`is_postgres`](Self::is_postgres).
     pub path: PathBuf,
+    /// This node's name in the session directory of a cluster
+    /// (`--node-name`; PostgreSQL only). Default: the host name and the
+    /// process id, `host-1234`.
+    pub node_name: String,
+    /// How long the claims of a node that stopped heartbeating stay valid
+    /// (`--node-lease`, default 10 s; PostgreSQL only). The node renews its
+    /// lease every third of it.
+    pub node_lease: Duration,
     /// A database without the schema gets the demo accounts
     /// [`DEMO_ACCOUNTS`](crate::DEMO_ACCOUNTS) with password
     /// [`DEMO_PASSWORD`](crate::DEMO_PASSWORD). A database that already has
@@ -68,8 +80,21 @@ impl Default for StoreConfig {
             hash_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             group_commit: true,
             synchronous_full: false,
+            node_name: default_node_name(),
+            node_lease: Duration::from_secs(10),
         }
     }
+}
+
+/// The host name and the process id, `host-1234` (docs/cli.md `--node-name`).
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 impl StoreConfig {
@@ -99,6 +124,39 @@ impl StoreConfig {
         self
     }
 
+    /// Whether [`path`](Self::path) is a PostgreSQL URL (`postgres://…` or
+    /// `postgresql://…`, docs/cli.md `--db`).
+    pub fn is_postgres(&self) -> bool {
+        let text = self.path.as_os_str().as_encoded_bytes();
+        text.starts_with(b"postgres://") || text.starts_with(b"postgresql://")
+    }
+
+    /// The database for logs: the file path, or the URL without its
+    /// password (`postgres://user:***@host/db`).
+    pub fn location(&self) -> String {
+        let Some(url) = self.postgres_url() else { return self.path.display().to_string() };
+        let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+        let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("{userinfo}@{host}"),
+            },
+            None => authority.to_owned(),
+        };
+        // Query parameters may carry a password too.
+        let tail = tail.map(|t| t.split_once('?').map_or(t, |(path, _)| path).to_owned());
+        match tail {
+            Some(tail) => format!("{scheme}://{authority}/{tail}"),
+            None => format!("{scheme}://{authority}"),
+        }
+    }
+
+    /// The PostgreSQL URL, when [`is_postgres`](Self::is_postgres).
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        if self.is_postgres() { self.path.to_str() } else { None }
+    }
+
     /// The argon2id parameters for new hashes, checked.
     pub(crate) fn argon2_params(&self) -> Result<Params, StoreError> {
         Params::new(self.argon2_memory_kib, self.argon2_iterations, 1, None)
@@ -121,6 +179,18 @@ mod tests {
         assert!(config.hash_threads >= 1);
         assert!(config.group_commit);
         assert!(!config.synchronous_full);
+        assert_eq!(config.node_lease, Duration::from_secs(10));
+        assert!(config.node_name.ends_with(&format!("-{}", std::process::id())), "{}", config.node_name);
+    }
+
+    #[test]
+    fn postgres_urls_select_the_cluster_store() {
+        assert!(StoreConfig::new("postgres://u@h/db").is_postgres());
+        assert!(StoreConfig::new("postgresql://h:5432/db").is_postgres());
+        assert!(!StoreConfig::new("postgres.db").is_postgres());
+        assert!(!StoreConfig::in_memory().is_postgres());
+        assert_eq!(StoreConfig::new("postgres://u:secret@h:5/db?password=x").location(), "postgres://u:***@h:5/db");
+        assert_eq!(StoreConfig::new("game.db").location(), "game.db");
     }
 
     #[test]

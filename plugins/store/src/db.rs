@@ -1,12 +1,14 @@
 //! [`Database`]: synchronous access for the operator command line, and every
 //! SQL statement of the store (the worker thread runs the same functions).
 
+use std::sync::Mutex;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::password::PasswordHasher;
 use crate::time::now_ms;
 use crate::{
-    Account, SavedVersion, StoreConfig, StoreError, Userdata, schema, validate_new_account, validate_new_password,
+    Account, SavedVersion, StoreConfig, StoreError, Userdata, pg, schema, validate_new_account, validate_new_password,
 };
 
 /// One account as `portcullis account list` shows it.
@@ -43,23 +45,45 @@ pub struct AccountSummary {
 /// ```
 pub struct Database {
     /// The open, migrated connection.
-    conn: Connection,
+    engine: Engine,
     /// Hashes new passwords with the configured cost.
     hasher: PasswordHasher,
 }
 
+/// The connection of a [`Database`].
+enum Engine {
+    /// An SQLite file.
+    Sqlite(Connection),
+    /// The PostgreSQL database of a cluster (docs/cluster.md).
+    Postgres(Mutex<postgres::Client>),
+}
+
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.conn.path()).finish_non_exhaustive()
+        match &self.engine {
+            Engine::Sqlite(conn) => f.debug_struct("Database").field("path", &conn.path()).finish_non_exhaustive(),
+            Engine::Postgres(_) => f.debug_struct("Database").field("engine", &"postgres").finish_non_exhaustive(),
+        }
     }
 }
 
 impl Database {
-    /// Opens (creating and migrating as needed) the database of `config`.
+    /// Opens (creating and migrating as needed) the database of `config`:
+    /// an SQLite file, or PostgreSQL when [`StoreConfig::is_postgres`].
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let hasher = PasswordHasher::new(config.argon2_params()?);
-        let conn = schema::open_connection(config, &hasher)?;
-        Ok(Self { conn, hasher })
+        let engine = match config.postgres_url() {
+            Some(url) => {
+                let client = pg::off_runtime(|| -> Result<_, StoreError> {
+                    let mut client = pg::connect(url, "portcullis-account")?;
+                    pg::migrate(&mut client, config, &hasher)?;
+                    Ok(client)
+                })?;
+                Engine::Postgres(Mutex::new(client))
+            }
+            None => Engine::Sqlite(schema::open_connection(config, &hasher)?),
+        };
+        Ok(Self { engine, hasher })
     }
 
     /// Creates an account after checking the registration rules.
@@ -68,31 +92,60 @@ impl Database {
     /// unique ignoring ASCII case).
     pub fn add_account(&self, name: &str, password: &str) -> Result<Account, StoreError> {
         validate_new_account(name, password)?;
-        if account_exists(&self.conn, name)? {
-            return Err(StoreError::AccountExists(name.to_owned()));
+        let exists = || StoreError::AccountExists(name.to_owned());
+        match &self.engine {
+            Engine::Sqlite(conn) => {
+                if account_exists(conn, name)? {
+                    return Err(exists());
+                }
+                let hash = self.hasher.hash(password).map_err(StoreError::Hashing)?;
+                insert_account(conn, name, &hash, now_ms())
+                    .map_err(|e| if is_unique_violation(&e) { exists() } else { e.into() })
+            }
+            Engine::Postgres(client) => {
+                let hash = self.hasher.hash(password).map_err(StoreError::Hashing)?;
+                let row = lock(client).query_opt(
+                    "INSERT INTO accounts (name, password_hash, created_at_ms) VALUES ($1::text, $2::text, $3::bigint)
+                     ON CONFLICT DO NOTHING RETURNING id",
+                    &[&name, &hash, &now_ms()],
+                )?;
+                let row = row.ok_or_else(exists)?;
+                Ok(Account { id: row.get(0), name: name.to_owned() })
+            }
         }
-        let hash = self.hasher.hash(password).map_err(StoreError::Hashing)?;
-        insert_account(&self.conn, name, &hash, now_ms())
-            .map_err(|e| if is_unique_violation(&e) { StoreError::AccountExists(name.to_owned()) } else { e.into() })
     }
 
     /// Every account, oldest first, with a summary of its user data.
     pub fn list_accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.id, a.name, a.created_at_ms, COUNT(u.version), MAX(u.version)
+        const LIST: &str = "SELECT a.id, a.name, a.created_at_ms, COUNT(u.version), MAX(u.version)
              FROM accounts a LEFT JOIN userdata u ON u.account_id = a.id
-             GROUP BY a.id ORDER BY a.id",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok(AccountSummary {
-                id: row.get(0)?,
-                name: row.get(1)?,
-                created_at_ms: row.get(2)?,
-                versions: column_u64(row, 3)?,
-                latest_version: row.get::<_, Option<i64>>(4)?.map(|_| column_u64(row, 4)).transpose()?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+             GROUP BY a.id ORDER BY a.id";
+        match &self.engine {
+            Engine::Sqlite(conn) => {
+                let mut stmt = conn.prepare(LIST)?;
+                let rows = stmt.query_map([], |row| {
+                    Ok(AccountSummary {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        created_at_ms: row.get(2)?,
+                        versions: column_u64(row, 3)?,
+                        latest_version: row.get::<_, Option<i64>>(4)?.map(|_| column_u64(row, 4)).transpose()?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            }
+            Engine::Postgres(client) => Ok(lock(client)
+                .query(LIST, &[])?
+                .into_iter()
+                .map(|row| AccountSummary {
+                    id: row.get(0),
+                    name: row.get(1),
+                    created_at_ms: row.get(2),
+                    versions: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+                    latest_version: row.get::<_, Option<i64>>(4).map(|v| u64::try_from(v).unwrap_or(0)),
+                })
+                .collect()),
+        }
     }
 
     /// Replaces the password of the account `name` (any ASCII case) after
@@ -102,8 +155,15 @@ impl Database {
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), StoreError> {
         validate_new_password(password)?;
         let hash = self.hasher.hash(password).map_err(StoreError::Hashing)?;
-        let changed =
-            self.conn.execute("UPDATE accounts SET password_hash = ?2 WHERE name = ?1", params![name, hash])?;
+        let changed = match &self.engine {
+            Engine::Sqlite(conn) => {
+                conn.execute("UPDATE accounts SET password_hash = ?2 WHERE name = ?1", params![name, hash])? as u64
+            }
+            Engine::Postgres(client) => lock(client).execute(
+                "UPDATE accounts SET password_hash = $2::text WHERE lower(name) = lower($1::text)",
+                &[&name, &hash],
+            )?,
+        };
         if changed == 0 {
             return Err(StoreError::UnknownAccount(name.to_owned()));
         }
@@ -113,7 +173,16 @@ impl Database {
     /// Checks a password: `Some(account)` when `name` exists and `password`
     /// is right, `None` otherwise.
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<Account>, StoreError> {
-        let Some((account, phc)) = find_account(&self.conn, name)? else {
+        let found = match &self.engine {
+            Engine::Sqlite(conn) => find_account(conn, name)?,
+            Engine::Postgres(client) => lock(client)
+                .query_opt(
+                    "SELECT id, name, password_hash FROM accounts WHERE lower(name) = lower($1::text)",
+                    &[&name],
+                )?
+                .map(|r| (Account { id: r.get(0), name: r.get(1) }, r.get(2))),
+        };
+        let Some((account, phc)) = found else {
             return Ok(None);
         };
         let ok = PasswordHasher::verify(&phc, password).map_err(StoreError::Hashing)?;
@@ -122,13 +191,34 @@ impl Database {
 
     /// The newest user data of an account, `None` when it has none.
     pub fn load_userdata(&self, account_id: i64) -> Result<Option<Userdata>, StoreError> {
-        Ok(latest_userdata(&self.conn, account_id)?)
+        match &self.engine {
+            Engine::Sqlite(conn) => Ok(latest_userdata(conn, account_id)?),
+            Engine::Postgres(client) => Ok(lock(client)
+                .query_opt(
+                    "SELECT data, version, saved_at_ms FROM userdata WHERE account_id = $1::bigint
+                     ORDER BY version DESC LIMIT 1",
+                    &[&account_id],
+                )?
+                .map(|r| Userdata {
+                    data: r.get(0),
+                    version: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                    saved_at_ms: r.get(2),
+                })),
+        }
     }
 
-    /// The connection and hasher, for the store's threads.
-    pub(crate) fn into_parts(self) -> (Connection, PasswordHasher) {
-        (self.conn, self.hasher)
+    /// The SQLite connection and hasher, for the store's threads.
+    pub(crate) fn into_parts(self) -> Result<(Connection, PasswordHasher), StoreError> {
+        match self.engine {
+            Engine::Sqlite(conn) => Ok((conn, self.hasher)),
+            Engine::Postgres(_) => Err(StoreError::Unsupported("not an SQLite database")),
+        }
     }
+}
+
+/// Locks the PostgreSQL client of a [`Database`] (a panic while it was held cannot leave it inconsistent).
+fn lock(client: &Mutex<postgres::Client>) -> std::sync::MutexGuard<'_, postgres::Client> {
+    client.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Whether `error` is a UNIQUE constraint violation (a taken account name).

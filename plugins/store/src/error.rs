@@ -14,6 +14,12 @@ pub enum StoreError {
     /// SQLite reported an error (cannot open the file, disk full, locked, ...).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error (cannot connect, refused, ...).
+    #[error("PostgreSQL error: {0}")]
+    Postgres(#[from] postgres::Error),
+    /// The operation is not available on this database engine.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The configuration cannot be used (for example an argon2 cost below
     /// the minimum).
     #[error("invalid store configuration: {0}")]
@@ -22,7 +28,7 @@ pub enum StoreError {
     /// version does not know.
     #[error("database schema version {found} is newer than the supported version {supported}")]
     SchemaTooNew {
-        /// `PRAGMA user_version` of the file.
+        /// The schema version of the database.
         found: i64,
         /// The newest schema version this code knows.
         supported: i64,

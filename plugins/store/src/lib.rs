@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! Portcullis storage: accounts and the history of each account's JSON user
-//! data, in one SQLite file, served by threads of its own.
+//! data, in one SQLite file or in a PostgreSQL database shared by the nodes
+//! of a cluster (docs/cluster.md), served by threads of its own.
 //!
 //! The game server's main thread never waits for the disk. It hands a
 //! [`StoreRequest`] to [`Store::submit`] (which never blocks) and picks up a
@@ -45,6 +46,14 @@
 //!   operating system before the reply is sent. It can lose the newest
 //!   commits on a power cut or kernel crash; [`StoreConfig::synchronous_full`]
 //!   makes every commit wait for `fsync` and survive those too.
+//! - **PostgreSQL** (`pg.rs`): the same requests and rules on the
+//!   `postgres` crate's blocking client, one connection per store thread
+//!   (`backend.rs` is what the worker needs of an engine; `sqlite.rs` and
+//!   `pg.rs` implement it). With it the store is
+//!   [`shared`](Store::is_shared): a directory thread heartbeats this node's
+//!   lease and turns `LISTEN`/`NOTIFY` into [`StoreEvent`]s, and
+//!   [`StoreRequest::Claim`] / [`StoreRequest::Release`] keep one session per
+//!   account across the nodes.
 //! - **Operator access** (`db.rs`): [`Database`] is the same storage used
 //!   synchronously, for the `portcullis account` command line.
 //!
@@ -65,24 +74,30 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backend;
 mod checkpoint;
 mod config;
 mod db;
 mod error;
 mod hasher;
 mod password;
+mod pg;
 mod request;
 mod schema;
+mod sqlite;
 mod store;
 pub mod testing;
 mod time;
 mod worker;
 
-pub use config::StoreConfig;
+pub use config::{StoreConfig, default_node_name};
 pub use db::{AccountSummary, Database};
 pub use error::StoreError;
 pub use password::{AccountRuleError, validate_new_account, validate_new_password};
-pub use request::{Account, SavedVersion, StoreFailure, StoreOk, StoreReply, StoreRequest, SubmitError, Userdata};
+pub use request::{
+    Account, ClaimOutcome, SavedVersion, StoreEvent, StoreFailure, StoreOk, StoreReply, StoreRequest, SubmitError,
+    Userdata,
+};
 pub use schema::{DEMO_ACCOUNTS, DEMO_PASSWORD, SCHEMA_VERSION};
 pub use store::{Notify, Store};
 pub use time::format_saved_at;

@@ -70,6 +70,26 @@ pub enum StoreRequest {
         /// The logged-in account.
         account_id: i64,
     },
+    /// Claims the account for this node in the session directory of a
+    /// cluster (docs/cluster.md). Replies [`StoreOk::Claim`]: claimed, held
+    /// by another live node (which is asked to kick its session; wait for
+    /// [`StoreEvent::Released`](crate::StoreEvent::Released) and claim
+    /// again), or another node is already taking it over. Runs in its own
+    /// transaction after the batch it arrived in. A store that is not
+    /// [`shared`](crate::Store::is_shared) claims every account at once.
+    Claim {
+        /// The account that logs in.
+        account_id: i64,
+    },
+    /// Gives up this node's claim of the account (its session ended), or
+    /// its wish to take the account over (the waiting login went). A node
+    /// waiting to take the account over gets it handed over. Replies
+    /// [`StoreOk::Done`]; runs in its own transaction after the batch it
+    /// arrived in, so the saves submitted before it are committed first.
+    Release {
+        /// The account whose session ended here.
+        account_id: i64,
+    },
 }
 
 impl StoreRequest {
@@ -81,6 +101,8 @@ impl StoreRequest {
             Self::ChangePassword { .. } => "change_password",
             Self::SaveUserdata { .. } => "save_userdata",
             Self::LoadUserdata { .. } => "load_userdata",
+            Self::Claim { .. } => "claim",
+            Self::Release { .. } => "release",
         }
     }
 }
@@ -107,6 +129,8 @@ impl fmt::Debug for StoreRequest {
             Self::LoadUserdata { account_id } => {
                 f.debug_struct("LoadUserdata").field("account_id", account_id).finish()
             }
+            Self::Claim { account_id } => f.debug_struct("Claim").field("account_id", account_id).finish(),
+            Self::Release { account_id } => f.debug_struct("Release").field("account_id", account_id).finish(),
         }
     }
 }
@@ -138,12 +162,62 @@ pub struct Userdata {
 pub enum StoreOk {
     /// Answer to `VerifyPassword` and `Register`.
     Account(Account),
-    /// Answer to `ChangePassword`.
+    /// Answer to `ChangePassword` and `Release`.
     Done,
+    /// Answer to `Claim`.
+    Claim(ClaimOutcome),
     /// Answer to `SaveUserdata`.
     Saved(SavedVersion),
     /// Answer to `LoadUserdata`; `None` when the account has no data yet.
     Userdata(Option<Userdata>),
+}
+
+/// What a [`StoreRequest::Claim`] found in the session directory
+/// (docs/cluster.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The account is this node's now: log the session in.
+    Claimed,
+    /// Another live node holds the account; it was asked to kick its
+    /// session (`duplicate_login`) and this node is recorded as the one
+    /// taking over. Claim again when
+    /// [`StoreEvent::Released`](crate::StoreEvent::Released) names the
+    /// account, or at [`StoreEvent::Retry`](crate::StoreEvent::Retry)
+    /// (the holder's lease may run out).
+    Held,
+    /// Another live node is already taking the account over
+    /// (docs/protocol.md §6: `LOGIN_IN_PROGRESS`).
+    InProgress,
+}
+
+/// Something the session directory of a cluster tells this node without
+/// being asked (docs/cluster.md), read from
+/// [`Store::events`](crate::Store::events). A store that is not
+/// [`shared`](crate::Store::is_shared) sends none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Another node wants the account's session on this node kicked with
+    /// `duplicate_login`; release the claim when it is gone (at once if
+    /// there is none).
+    KickRequested {
+        /// The account.
+        account_id: i64,
+    },
+    /// A node released its claim of the account: a login waiting to take
+    /// it over claims again.
+    Released {
+        /// The account.
+        account_id: i64,
+    },
+    /// Time to claim again for every login still waiting (a lease may have
+    /// run out, a notification may have been lost while the database was
+    /// unreachable). Sent a few times per lease.
+    Retry,
+    /// This node could not renew its lease for two thirds of it (the
+    /// database is unreachable): other nodes may soon take its accounts
+    /// over, so its sessions should end now (docs/cluster.md, "Partition").
+    /// Sent once per outage.
+    LeaseLost,
 }
 
 /// A failed answer.

@@ -7,10 +7,14 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
 use tracing::{info, warn};
 
+use crate::backend::Backend;
 use crate::checkpoint::{BACKSTOP_PAGES, Checkpointer};
 use crate::hasher::{self, Hashers};
+use crate::password::PasswordHasher;
+use crate::pg::{self, Directory, PgBackend};
+use crate::sqlite::SqliteBackend;
 use crate::worker::{Job, Worker, WorkerLinks};
-use crate::{Database, StoreConfig, StoreError, StoreReply, StoreRequest, SubmitError};
+use crate::{Database, StoreConfig, StoreError, StoreEvent, StoreReply, StoreRequest, SubmitError};
 
 /// Called from the store's threads after they push replies, so that an
 /// event-driven frame loop can wake up. Must be quick and must not block.
@@ -54,6 +58,12 @@ pub struct Store {
     worker: Option<JoinHandle<Result<(), StoreError>>>,
     /// The hasher threads; empty once joined.
     hashers: Vec<JoinHandle<()>>,
+    /// What the session directory of a cluster tells this node.
+    events: Receiver<StoreEvent>,
+    /// The directory thread (PostgreSQL only); `None` once stopped.
+    directory: Option<Directory>,
+    /// Whether the sessions are shared with other nodes (PostgreSQL).
+    shared: bool,
 }
 
 impl Store {
@@ -64,13 +74,42 @@ impl Store {
     /// `notify` is called from the store's threads after each batch of
     /// replies is pushed.
     pub fn open(config: StoreConfig, notify: Option<Notify>) -> Result<Self, StoreError> {
-        let (conn, hasher) = Database::open(&config)?.into_parts();
-        let dummy_hash = hasher.hash(DUMMY_PASSWORD).map_err(StoreError::Hashing)?;
+        let (event_tx, event_rx) = unbounded();
+        if let Some(url) = config.postgres_url() {
+            let url = url.to_owned();
+            let hasher = PasswordHasher::new(config.argon2_params()?);
+            // Off the calling thread, which may run tokio tasks (the client cannot).
+            let (backend, directory) = pg::off_runtime(|| -> Result<_, StoreError> {
+                let mut client = pg::connect(&url, "portcullis-store")?;
+                pg::migrate(&mut client, &config, &hasher)?;
+                let backend = PgBackend::new(&url, client, config.node_name.clone())?;
+                let directory = Directory::start(&config, &url, event_tx, notify.clone())?;
+                Ok((backend, directory))
+            })?;
+            let mut store = Self::start(&config, notify, hasher, backend, event_rx)?;
+            store.directory = Some(directory);
+            store.shared = true;
+            info!(node = %config.node_name, lease = ?config.node_lease, "joined the cluster");
+            return Ok(store);
+        }
+        drop(event_tx);
+        let (conn, hasher) = Database::open(&config)?.into_parts()?;
         let checkpointer = Checkpointer::start(&config.path)?;
         if checkpointer.is_some() {
             conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_PAGES)?;
         }
+        Self::start(&config, notify, hasher, SqliteBackend::new(conn, checkpointer), event_rx)
+    }
 
+    /// Starts the hasher threads and the worker thread on `backend`.
+    fn start<B: Backend>(
+        config: &StoreConfig,
+        notify: Option<Notify>,
+        hasher: PasswordHasher,
+        backend: B,
+        events: Receiver<StoreEvent>,
+    ) -> Result<Self, StoreError> {
+        let dummy_hash = hasher.hash(DUMMY_PASSWORD).map_err(StoreError::Hashing)?;
         let (request_tx, request_rx) = bounded(config.queue_capacity.max(1));
         let (reply_tx, reply_rx) = unbounded();
         let (job_tx, job_rx) = unbounded();
@@ -95,9 +134,8 @@ impl Store {
                 Err(e) => {
                     drop(job_tx);
                     join_hashers(hashers);
-                    if let Some(checkpointer) = checkpointer {
-                        checkpointer.stop();
-                    }
+                    // Dropping the backend stops its checkpointer.
+                    drop(backend);
                     return Err(StoreError::Spawn(e));
                 }
             }
@@ -110,10 +148,9 @@ impl Store {
             hash_jobs: job_tx,
             replies: reply_tx,
             notify,
-            checkpointer,
             hasher,
         };
-        let worker = Worker::new(conn, links, config.group_commit);
+        let worker = Worker::new(backend, links, config.group_commit);
         let worker = match thread::Builder::new().name("portcullis-store".into()).spawn(move || worker.run()) {
             Ok(handle) => handle,
             Err(e) => {
@@ -124,13 +161,21 @@ impl Store {
             }
         };
         info!(
-            path = %config.path.display(),
+            db = %config.location(),
             hash_threads = hashers.len(),
             group_commit = config.group_commit,
             synchronous_full = config.synchronous_full,
             "store opened"
         );
-        Ok(Self { requests: Some(request_tx), replies: reply_rx, worker: Some(worker), hashers })
+        Ok(Self {
+            requests: Some(request_tx),
+            replies: reply_rx,
+            worker: Some(worker),
+            hashers,
+            events,
+            directory: None,
+            shared: false,
+        })
     }
 
     /// Queues a request; never blocks. Its reply comes through
@@ -154,6 +199,22 @@ impl Store {
     /// sends while it shuts down.
     pub fn replies(&self) -> &Receiver<StoreReply> {
         &self.replies
+    }
+
+    /// What the session directory tells this node without being asked
+    /// (kick requests, released claims, retry ticks; docs/cluster.md).
+    /// Drain it without blocking. Empty unless [`is_shared`](Self::is_shared).
+    pub fn events(&self) -> &Receiver<StoreEvent> {
+        &self.events
+    }
+
+    /// Whether the store's accounts and sessions are shared with other
+    /// nodes (the PostgreSQL store of a cluster): then a login must
+    /// [`Claim`](StoreRequest::Claim) its account and a session that ends
+    /// must [`Release`](StoreRequest::Release) it. On SQLite the one node
+    /// is the whole directory and claims are not needed.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// How many submitted requests wait for the SQLite thread.
@@ -180,6 +241,10 @@ impl Store {
         if !join_hashers(std::mem::take(&mut self.hashers)) && result.is_ok() {
             result = Err(StoreError::ThreadPanicked("portcullis-hash"));
         }
+        // After the worker: the releases it committed went first.
+        if let Some(directory) = self.directory.take() {
+            directory.stop();
+        }
         if result.is_ok() {
             info!("store closed");
         }
@@ -189,7 +254,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if (self.worker.is_some() || !self.hashers.is_empty())
+        if (self.worker.is_some() || !self.hashers.is_empty() || self.directory.is_some())
             && let Err(e) = self.shutdown()
         {
             warn!(error = %e, "closing the store on drop failed");

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::pg::off_runtime;
 use crate::{Store, StoreError, StoreFailure, StoreOk, StoreReply, StoreRequest};
 
 /// Tags used by [`call`]: the top half of the range, so they do not collide
@@ -131,5 +132,132 @@ impl Gate {
 impl Drop for Gate {
     fn drop(&mut self) {
         self.open();
+    }
+}
+
+/// The variable that names the PostgreSQL server of the tests
+/// (`postgres://postgres@127.0.0.1:5432/postgres`); tests that need it are
+/// skipped (and say so) when it is unset.
+pub const POSTGRES_ENV: &str = "PORTCULLIS_TEST_POSTGRES";
+
+/// A fresh PostgreSQL database for one test: `CREATE DATABASE
+/// portcullis_test_<random>` on the server of [`POSTGRES_ENV`], dropped
+/// (`WITH (FORCE)`) when this is dropped. Drop the stores using it first.
+#[derive(Debug)]
+pub struct TestPostgres {
+    /// The server's URL as given.
+    admin_url: String,
+    /// The database's name.
+    name: String,
+    /// The URL of the fresh database.
+    url: String,
+}
+
+impl TestPostgres {
+    /// Creates the database; `None` (after printing that `test` is skipped)
+    /// when [`POSTGRES_ENV`] is unset. Panics when the server cannot be
+    /// reached or refuses: a test run that asked for PostgreSQL must not
+    /// pass without it.
+    pub fn create(test: &str) -> Option<Self> {
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            // Straight to the stream, not `eprintln!`: the test harness would
+            // capture that and hide it for a passing test.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "skipped {test} on PostgreSQL: {POSTGRES_ENV} is not set");
+            return None;
+        };
+        let name = format!("portcullis_test_{:016x}", rand::random::<u64>());
+        off_runtime(|| {
+            let mut client = postgres::Client::connect(&admin_url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url}: cannot connect: {e}"));
+            client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("CREATE DATABASE: {e}"));
+        });
+        let url = with_database(&admin_url, &name);
+        Some(Self { admin_url, name, url })
+    }
+
+    /// The URL of the fresh database (for `--db` or [`StoreConfig::new`](crate::StoreConfig::new)).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs SQL on the fresh database (to look at or change what a test needs).
+    pub fn execute(&self, sql: &str) -> Result<Vec<postgres::SimpleQueryMessage>, postgres::Error> {
+        off_runtime(|| postgres::Client::connect(&self.url, postgres::NoTls)?.simple_query(sql))
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        off_runtime(|| match postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            Ok(mut client) => {
+                if let Err(e) = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)) {
+                    eprintln!("cannot drop the test database {}: {e}", self.name);
+                }
+            }
+            Err(e) => eprintln!("cannot drop the test database {}: {e}", self.name),
+        });
+    }
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[start..].find('/') {
+        Some(slash) => &base[..start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// The backends a store test runs on: SQLite in memory always, and a fresh
+/// PostgreSQL database when [`POSTGRES_ENV`] is set (else the PostgreSQL run
+/// is skipped with a message).
+#[derive(Debug)]
+pub enum TestBackend {
+    /// A private in-memory SQLite database.
+    Sqlite,
+    /// A fresh PostgreSQL database, dropped with this value.
+    Postgres(TestPostgres),
+}
+
+impl TestBackend {
+    /// Every backend available to `test`.
+    pub fn all(test: &str) -> Vec<Self> {
+        let mut all = vec![Self::Sqlite];
+        all.extend(TestPostgres::create(test).map(Self::Postgres));
+        all
+    }
+
+    /// The store configuration of this backend (defaults otherwise).
+    pub fn config(&self) -> crate::StoreConfig {
+        match self {
+            Self::Sqlite => crate::StoreConfig::in_memory(),
+            Self::Postgres(db) => crate::StoreConfig::new(db.url()),
+        }
+    }
+
+    /// `sqlite` or `postgres`, for assertion messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgres://u@h:5432", "t1"), "postgres://u@h:5432/t1");
+        assert_eq!(with_database("postgresql://h/db?sslmode=disable", "t1"), "postgresql://h/t1?sslmode=disable");
     }
 }

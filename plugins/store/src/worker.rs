@@ -1,5 +1,7 @@
-//! The SQLite thread: takes requests in order, runs them in group-committed
-//! batches and answers each one only after its batch is on disk.
+//! The store's worker thread (SQLite or PostgreSQL, through [`Backend`]):
+//! takes requests in order, runs them in group-committed batches and answers
+//! each one only after its batch is committed. Session directory requests
+//! (claims, releases) run after the batch, each in its own transaction.
 //!
 //! One batch: block for one message, drain up to [`MAX_BATCH`] more without
 //! blocking, `BEGIN IMMEDIATE`, run them in arrival order (a request sees the
@@ -13,27 +15,20 @@
 //! I/O error) or `COMMIT` fails, everything is rolled back and every request
 //! of the batch gets [`StoreFailure::Internal`].
 
-use std::collections::HashMap;
-use std::mem;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, select};
-use rusqlite::Connection;
 use tracing::{debug, error, info, warn};
 
-use crate::checkpoint::Checkpointer;
-use crate::db;
+use crate::backend::{Backend, SqlError};
 use crate::hasher::{HashJob, Hashed};
 use crate::password::PasswordHasher;
 use crate::store::Notify;
 use crate::time::now_ms;
-use crate::{SavedVersion, StoreError, StoreFailure, StoreOk, StoreReply, StoreRequest};
+use crate::{StoreError, StoreFailure, StoreOk, StoreReply, StoreRequest};
 
 /// Most messages run in one transaction.
 pub(crate) const MAX_BATCH: usize = 4096;
-
-/// The newest version of an account that has saved nothing.
-const NO_VERSION: SavedVersion = SavedVersion { version: 0, saved_at_ms: i64::MIN };
 
 /// A submitted request.
 pub(crate) struct Job {
@@ -67,6 +62,13 @@ impl Work {
             Self::Hashed(hashed) => !matches!(hashed, Hashed::Failed { .. }),
         }
     }
+
+    /// Whether it is a session directory request, which runs in its own
+    /// transaction after the batch committed (one row lock at a time, so
+    /// nodes cannot deadlock on each other's claims).
+    fn is_directory(&self) -> bool {
+        matches!(self, Self::Request(Job { request: StoreRequest::Claim { .. } | StoreRequest::Release { .. }, .. }))
+    }
 }
 
 /// What a request leads to once its batch is committed.
@@ -89,18 +91,16 @@ pub(crate) struct WorkerLinks {
     pub(crate) replies: Sender<StoreReply>,
     /// Wakes the caller after a batch of answers.
     pub(crate) notify: Option<Notify>,
-    /// The checkpointer thread, if the database is a file.
-    pub(crate) checkpointer: Option<Checkpointer>,
     /// The configured argon2 parameters, to tell which stored hashes must
     /// be re-hashed (it only parses PHC strings here; hashing stays on the
     /// hasher threads).
     pub(crate) hasher: PasswordHasher,
 }
 
-/// The SQLite thread's state.
-pub(crate) struct Worker {
-    /// The only connection the server uses.
-    conn: Connection,
+/// The worker thread's state.
+pub(crate) struct Worker<B> {
+    /// The database engine and its one connection.
+    backend: B,
     /// Requests from [`Store::submit`](crate::Store::submit).
     requests: Receiver<Job>,
     /// Finished password work.
@@ -113,19 +113,9 @@ pub(crate) struct Worker {
     notify: Option<Notify>,
     /// One transaction per batch (`true`) or per request.
     group_commit: bool,
-    /// Copies the WAL into the database file off this thread (file
-    /// databases only).
-    checkpointer: Option<Checkpointer>,
     /// The configured argon2 parameters; only
     /// [`needs_rehash`](PasswordHasher::needs_rehash) is called here.
     hasher: PasswordHasher,
-    /// Newest committed version per account, so a save needs no `MAX()`
-    /// query. Filled on first use; an account's entry is dropped when a save
-    /// of it fails.
-    latest: HashMap<i64, SavedVersion>,
-    /// Newest version per account written by the running batch; merged into
-    /// `latest` when the batch commits.
-    pending: HashMap<i64, SavedVersion>,
     /// Jobs handed to hashers that come back as [`Hashed`].
     in_flight: usize,
     /// `false` once the request channel is closed and empty.
@@ -139,22 +129,19 @@ pub(crate) struct Worker {
     batch_size: metrics::Histogram,
 }
 
-impl Worker {
-    /// A worker for an opened, migrated connection.
-    pub(crate) fn new(conn: Connection, links: WorkerLinks, group_commit: bool) -> Self {
-        let WorkerLinks { requests, hashed, hash_jobs, replies, notify, checkpointer, hasher } = links;
+impl<B: Backend> Worker<B> {
+    /// A worker for an opened, migrated database.
+    pub(crate) fn new(backend: B, links: WorkerLinks, group_commit: bool) -> Self {
+        let WorkerLinks { requests, hashed, hash_jobs, replies, notify, hasher } = links;
         Self {
-            conn,
+            backend,
             requests,
             hashed,
             hash_jobs,
             replies,
             notify,
             group_commit,
-            checkpointer,
             hasher,
-            latest: HashMap::new(),
-            pending: HashMap::new(),
             in_flight: 0,
             requests_open: true,
             hashers_alive: true,
@@ -178,13 +165,7 @@ impl Worker {
                 self.run_one_by_one(&mut batch);
             }
         }
-        let Self { conn, checkpointer, .. } = self;
-        // Stopped first, so that closing the last connection checkpoints
-        // and removes the WAL.
-        if let Some(checkpointer) = checkpointer {
-            checkpointer.stop();
-        }
-        conn.close().map_err(|(_, e)| StoreError::from(e))?;
+        self.backend.close()?;
         info!("store worker stopped");
         Ok(())
     }
@@ -245,115 +226,181 @@ impl Worker {
         self.in_flight = 0;
     }
 
-    /// Group commit: the whole batch in one transaction.
+    /// Group commit: the whole batch in one transaction; then the session
+    /// directory requests of the batch, each in its own transaction, in
+    /// their order (so a release follows the saves before it).
     fn run_batch(&mut self, batch: &mut Vec<Work>) {
         let started = Instant::now();
-        let size = batch.len();
-        let begin = if batch.iter().any(Work::writes) { "BEGIN IMMEDIATE" } else { "BEGIN DEFERRED" };
-        // A transaction left open by a failed ROLLBACK would fail every
-        // batch from now on: try again to end it.
-        if !self.conn.is_autocommit()
-            && let Err(e) = self.conn.execute_batch("ROLLBACK")
-        {
-            warn!(error = %e, "rollback of a leftover transaction failed");
+        let mut directory = Vec::new();
+        if batch.iter().any(Work::is_directory) {
+            let (dir, rest): (Vec<Work>, Vec<Work>) = batch.drain(..).partition(Work::is_directory);
+            directory = dir;
+            *batch = rest;
         }
-        if let Err(e) = self.conn.execute_batch(begin) {
+        let size = batch.len();
+        let mut outcomes = Vec::with_capacity(size + directory.len());
+        if size > 0 {
+            self.run_transaction(batch, &mut outcomes);
+            debug!(batch = size, elapsed_us = started.elapsed().as_micros(), "store batch done");
+        }
+        for work in directory {
+            let tag = work.tag();
+            outcomes.push((tag, self.execute_directory(work)));
+        }
+        self.deliver(outcomes);
+    }
+
+    /// One transaction for `batch`, its outcomes appended to `outcomes`.
+    /// Records `portcullis_store_commit_seconds` and `portcullis_store_batch_size`
+    /// for a committed transaction.
+    fn run_transaction(&mut self, batch: &mut Vec<Work>, outcomes: &mut Vec<(u64, Next)>) {
+        let started = Instant::now();
+        let size = batch.len();
+        let writes = batch.iter().any(Work::writes);
+        if let Err(e) = self.backend.begin(writes) {
             warn!(batch = size, error = %e, "cannot begin a transaction; failing the batch");
-            let failure = StoreFailure::Internal(e.to_string());
-            let outcomes = batch.drain(..).map(|work| (work.tag(), Next::Reply(Err(failure.clone())))).collect();
-            self.deliver(outcomes);
+            let failure = StoreFailure::Internal(e);
+            outcomes.extend(batch.drain(..).map(|work| (work.tag(), Next::Reply(Err(failure.clone())))));
             return;
         }
 
-        let mut pending = mem::take(&mut self.pending);
-        let mut outcomes = Vec::with_capacity(size);
+        let first = outcomes.len();
         let mut abandoned = None;
-        for work in batch.drain(..) {
+        let mut works = batch.drain(..).peekable();
+        while let Some(work) = works.next() {
             let tag = work.tag();
             if abandoned.is_some() {
                 outcomes.push((tag, Next::Reply(Err(StoreFailure::Internal(String::new())))));
                 continue;
             }
-            outcomes.push((tag, self.execute(work, &mut pending)));
-            if self.conn.is_autocommit() {
-                // SQLite rolled the transaction back on its own (disk full,
-                // I/O error, ...): nothing of this batch is written.
-                abandoned = Some("transaction rolled back by SQLite".to_owned());
+            if is_save(&work) && works.peek().is_some_and(is_save) {
+                // A run of saves in arrival order: one statement on PostgreSQL.
+                let mut group = vec![work];
+                while group.len() < MAX_SAVE_GROUP
+                    && let Some(next) = works.next_if(is_save)
+                {
+                    group.push(next);
+                }
+                self.save_group(group, outcomes);
+            } else {
+                outcomes.push((tag, self.execute(work)));
+            }
+            if self.backend.abandoned() {
+                // Nothing of this batch is written.
+                abandoned = Some("transaction rolled back by the database".to_owned());
             }
         }
+        drop(works);
 
         let failure = match abandoned {
             Some(reason) => Some(reason),
-            None => self.conn.execute_batch("COMMIT").err().map(|e| e.to_string()),
+            None => self.backend.commit().err(),
         };
         match failure {
             None => {
-                self.latest.extend(pending.drain());
-                if let Some(checkpointer) = &self.checkpointer {
-                    checkpointer.poke();
-                }
-                let elapsed = started.elapsed();
-                self.commit_seconds.record(elapsed.as_secs_f64());
+                self.backend.committed();
+                self.commit_seconds.record(started.elapsed().as_secs_f64());
                 self.batch_size.record(size as f64);
-                debug!(batch = size, elapsed_us = elapsed.as_micros(), "store batch committed");
             }
             Some(reason) => {
-                if !self.conn.is_autocommit()
-                    && let Err(e) = self.conn.execute_batch("ROLLBACK")
-                {
-                    error!(error = %e, "rollback failed");
-                }
-                pending.clear();
-                // Conservative: cached versions are read again from the
-                // database when next needed.
-                self.latest.clear();
+                self.backend.rollback();
+                self.backend.failed();
                 warn!(batch = size, reason = %reason, "store batch failed and was rolled back");
                 let failure = StoreFailure::Internal(format!("commit failed: {reason}"));
-                for (_, next) in &mut outcomes {
+                for (_, next) in &mut outcomes[first..] {
                     *next = Next::Reply(Err(failure.clone()));
                 }
             }
         }
-        self.pending = pending;
-        self.deliver(outcomes);
     }
 
-    /// No group commit: every request in its own (autocommit) transaction,
-    /// answered right after it.
+    /// No group commit: every request in its own transaction, answered
+    /// right after it.
     fn run_one_by_one(&mut self, batch: &mut Vec<Work>) {
-        let mut pending = mem::take(&mut self.pending);
         let mut sent = 0;
         for work in batch.drain(..) {
             let tag = work.tag();
-            let started = Instant::now();
-            let next = self.execute(work, &mut pending);
-            self.commit_seconds.record(started.elapsed().as_secs_f64());
-            self.batch_size.record(1.0);
-            self.latest.extend(pending.drain());
+            let next = if work.is_directory() {
+                self.execute_directory(work)
+            } else {
+                let mut one = vec![work];
+                let mut outcomes = Vec::with_capacity(1);
+                self.run_transaction(&mut one, &mut outcomes);
+                match outcomes.pop() {
+                    Some((_, next)) => next,
+                    None => Next::Reply(Err(StoreFailure::Internal("no outcome".into()))),
+                }
+            };
             sent += self.send(tag, next);
-        }
-        self.pending = pending;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.poke();
         }
         self.wake(sent);
     }
 
+    /// Runs consecutive saves together ([`Backend::save_many`]), replies in
+    /// their order.
+    fn save_group(&mut self, group: Vec<Work>, outcomes: &mut Vec<(u64, Next)>) {
+        let mut tags = Vec::with_capacity(group.len());
+        let mut saves = Vec::with_capacity(group.len());
+        for work in group {
+            if let Work::Request(Job { tag, request: StoreRequest::SaveUserdata { account_id, data } }) = work {
+                tags.push(tag);
+                saves.push((account_id, data));
+            }
+        }
+        let refs: Vec<(i64, &str)> = saves.iter().map(|(id, data)| (*id, data.as_str())).collect();
+        match self.backend.save_many(&refs, now_ms()) {
+            Ok(results) => {
+                for ((tag, (account_id, _)), result) in tags.into_iter().zip(&saves).zip(results) {
+                    let next = match result {
+                        Ok(saved) => Next::Reply(Ok(StoreOk::Saved(saved))),
+                        Err(e) => {
+                            warn!(account_id, error = %e, "saving user data failed");
+                            Next::Reply(Err(StoreFailure::Internal(e)))
+                        }
+                    };
+                    outcomes.push((tag, next));
+                }
+            }
+            Err(e) => {
+                warn!(saves = tags.len(), error = %e, "saving user data failed");
+                outcomes.extend(tags.into_iter().map(|tag| (tag, Next::Reply(Err(StoreFailure::Internal(e.clone()))))));
+            }
+        }
+    }
+
+    /// Runs a session directory request in its own transaction.
+    fn execute_directory(&mut self, work: Work) -> Next {
+        match work {
+            Work::Request(Job { request: StoreRequest::Claim { account_id }, .. }) => {
+                match self.backend.claim(account_id) {
+                    Ok(outcome) => Next::Reply(Ok(StoreOk::Claim(outcome))),
+                    Err(e) => internal("claim", &e),
+                }
+            }
+            Work::Request(Job { request: StoreRequest::Release { account_id }, .. }) => {
+                match self.backend.release(account_id) {
+                    Ok(()) => Next::Reply(Ok(StoreOk::Done)),
+                    Err(e) => internal("release", &e),
+                }
+            }
+            _ => Next::Reply(Err(StoreFailure::Internal("not a directory request".into()))),
+        }
+    }
+
     /// Runs one message inside the current transaction.
-    fn execute(&mut self, work: Work, pending: &mut HashMap<i64, SavedVersion>) -> Next {
-        let conn = &self.conn;
+    fn execute(&mut self, work: Work) -> Next {
         match work {
             Work::Request(Job { tag, request }) => {
                 let kind = request.kind();
                 match request {
-                    StoreRequest::VerifyPassword { account, password } => match db::find_account(conn, &account) {
+                    StoreRequest::VerifyPassword { account, password } => match self.backend.find_account(&account) {
                         Ok(Some((account, phc))) if self.hasher.needs_rehash(&phc) => {
                             Next::Hash(HashJob::Rehash { tag, account, phc, password })
                         }
                         Ok(found) => Next::Hash(HashJob::Verify { tag, found, password }),
                         Err(e) => internal(kind, &e),
                     },
-                    StoreRequest::Register { account, password } => match db::account_exists(conn, &account) {
+                    StoreRequest::Register { account, password } => match self.backend.account_exists(&account) {
                         Ok(true) => Next::Reply(Err(StoreFailure::AccountExists)),
                         Ok(false) => Next::Hash(HashJob::Register { tag, account, password }),
                         Err(e) => internal(kind, &e),
@@ -361,27 +408,38 @@ impl Worker {
                     StoreRequest::ChangePassword { account_id, old_password, new_password } => {
                         self.start_change_password(tag, account_id, old_password, new_password)
                     }
-                    StoreRequest::SaveUserdata { account_id, data } => self.save(account_id, &data, pending),
-                    StoreRequest::LoadUserdata { account_id } => match db::latest_userdata(conn, account_id) {
+                    StoreRequest::SaveUserdata { account_id, data } => {
+                        match self.backend.save(account_id, &data, now_ms()) {
+                            Ok(saved) => Next::Reply(Ok(StoreOk::Saved(saved))),
+                            Err(e) => {
+                                warn!(account_id, error = %e, "saving user data failed");
+                                Next::Reply(Err(StoreFailure::Internal(e)))
+                            }
+                        }
+                    }
+                    StoreRequest::LoadUserdata { account_id } => match self.backend.latest_userdata(account_id) {
                         Ok(found) => Next::Reply(Ok(StoreOk::Userdata(found))),
                         Err(e) => internal(kind, &e),
                     },
+                    StoreRequest::Claim { .. } | StoreRequest::Release { .. } => {
+                        self.execute_directory(Work::Request(Job { tag, request }))
+                    }
                 }
             }
             Work::Hashed(Hashed::Register { account, password_hash, .. }) => {
-                match db::insert_account(conn, &account, &password_hash, now_ms()) {
-                    Ok(account) => {
+                match self.backend.insert_account(&account, &password_hash, now_ms()) {
+                    Ok(Some(account)) => {
                         info!(account_id = account.id, account = %account.name, "account registered");
                         Next::Reply(Ok(StoreOk::Account(account)))
                     }
-                    Err(e) if db::is_unique_violation(&e) => Next::Reply(Err(StoreFailure::AccountExists)),
+                    Ok(None) => Next::Reply(Err(StoreFailure::AccountExists)),
                     Err(e) => internal("register", &e),
                 }
             }
             Work::Hashed(Hashed::Rehashed { account, expected_hash, new_hash, .. }) => {
                 if let Some(new_hash) = new_hash {
                     let account_id = account.id;
-                    match db::swap_password_hash(conn, account_id, &expected_hash, &new_hash) {
+                    match self.backend.swap_password_hash(account_id, &expected_hash, &new_hash) {
                         Ok(true) => info!(account_id, "password re-hashed with the configured argon2 parameters"),
                         // Changed meanwhile (a password change): the newer hash stays.
                         Ok(false) => debug!(account_id, "password hash changed meanwhile; not re-hashed"),
@@ -398,7 +456,7 @@ impl Worker {
                 new_hash,
                 old_password,
                 new_password,
-            }) => match db::swap_password_hash(conn, account_id, &expected_hash, &new_hash) {
+            }) => match self.backend.swap_password_hash(account_id, &expected_hash, &new_hash) {
                 Ok(true) => {
                     info!(account_id, "password changed");
                     Next::Reply(Ok(StoreOk::Done))
@@ -412,46 +470,12 @@ impl Worker {
     }
 
     /// Reads the current hash so a hasher can check the old password.
-    fn start_change_password(&self, tag: u64, account_id: i64, old_password: String, new_password: String) -> Next {
-        match db::password_hash_of(&self.conn, account_id) {
+    fn start_change_password(&mut self, tag: u64, account_id: i64, old_password: String, new_password: String) -> Next {
+        match self.backend.password_hash_of(account_id) {
             Ok(current_hash) => {
                 Next::Hash(HashJob::ChangePassword { tag, account_id, current_hash, old_password, new_password })
             }
             Err(e) => internal("change_password", &e),
-        }
-    }
-
-    /// Appends the next version of an account's user data.
-    fn save(&mut self, account_id: i64, data: &str, pending: &mut HashMap<i64, SavedVersion>) -> Next {
-        let known = pending.get(&account_id).or_else(|| self.latest.get(&account_id)).copied();
-        let previous = match known {
-            Some(previous) => previous,
-            None => match db::latest_version(&self.conn, account_id) {
-                // Nothing of this account was written in this batch yet (it
-                // would be in `pending`), so this is the committed state.
-                Ok(found) => {
-                    let previous = found.unwrap_or(NO_VERSION);
-                    self.latest.insert(account_id, previous);
-                    previous
-                }
-                Err(e) => return internal("save_userdata", &e),
-            },
-        };
-        let saved = SavedVersion {
-            version: previous.version.saturating_add(1),
-            // Never earlier than the previous version, even if the clock steps back.
-            saved_at_ms: now_ms().max(previous.saved_at_ms),
-        };
-        match db::insert_userdata(&self.conn, account_id, saved, data) {
-            Ok(()) => {
-                pending.insert(account_id, saved);
-                Next::Reply(Ok(StoreOk::Saved(saved)))
-            }
-            Err(e) => {
-                self.latest.remove(&account_id);
-                warn!(account_id, error = %e, "saving user data failed");
-                Next::Reply(Err(StoreFailure::Internal(e.to_string())))
-            }
         }
     }
 
@@ -497,8 +521,16 @@ impl Worker {
     }
 }
 
+/// Most saves run together by [`Backend::save_many`].
+const MAX_SAVE_GROUP: usize = 1024;
+
+/// Whether `work` is a client save.
+fn is_save(work: &Work) -> bool {
+    matches!(work, Work::Request(Job { request: StoreRequest::SaveUserdata { .. }, .. }))
+}
+
 /// Logs a failed statement and turns it into a reply.
-fn internal(kind: &'static str, error: &rusqlite::Error) -> Next {
+fn internal(kind: &'static str, error: &SqlError) -> Next {
     warn!(request = kind, error = %error, "store request failed");
-    Next::Reply(Err(StoreFailure::Internal(error.to_string())))
+    Next::Reply(Err(StoreFailure::Internal(error.clone())))
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use portcullis_store::testing::TestBackend;
 use portcullis_store::testing::{self, Gate};
 use portcullis_store::{Store, StoreConfig, StoreFailure, StoreOk, StoreReply, StoreRequest, Userdata};
 
@@ -31,85 +32,98 @@ fn held_store(config: StoreConfig) -> (Gate, Store) {
 /// counting 1, 2, 3, ... in submission order.
 #[test]
 fn many_saves_get_consecutive_versions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(StoreConfig::new(dir.path().join("many.db")).fast_hashing().with_demo_accounts(), None)
-        .expect("open");
-    let accounts = [1_i64, 2, 3];
-    let total = 9_000;
-    for i in 0..total {
-        let account = accounts[i % accounts.len()];
-        store.submit(i as u64, save(account, i)).expect("submit");
-    }
-    let replies = by_tag(testing::collect(&store, total, WAIT).expect("all answered"));
-    let mut last_saved_at = HashMap::new();
-    for i in 0..total {
-        let Some(Ok(StoreOk::Saved(saved))) = replies.get(&(i as u64)) else {
-            panic!("save {i}: {:?}", replies.get(&(i as u64)));
+    for backend in TestBackend::all("many_saves_get_consecutive_versions") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = match backend {
+            TestBackend::Sqlite => StoreConfig::new(dir.path().join("many.db")),
+            TestBackend::Postgres(_) => backend.config(),
         };
-        assert_eq!(saved.version, (i / accounts.len() + 1) as u64, "save {i}");
-        let account = accounts[i % accounts.len()];
-        let previous = last_saved_at.insert(account, saved.saved_at_ms).unwrap_or(0);
-        assert!(saved.saved_at_ms >= previous);
-    }
-    for account in accounts {
-        let reply = testing::call(&store, StoreRequest::LoadUserdata { account_id: account }, WAIT).expect("reply");
-        let Ok(StoreOk::Userdata(Some(Userdata { version, .. }))) = reply else {
-            panic!("{reply:?}");
-        };
-        assert_eq!(version, (total / accounts.len()) as u64);
+        let store = Store::open(config.fast_hashing().with_demo_accounts(), None).expect("open");
+        let accounts = [1_i64, 2, 3];
+        let total = 9_000;
+        for i in 0..total {
+            let account = accounts[i % accounts.len()];
+            store.submit(i as u64, save(account, i)).expect("submit");
+        }
+        let replies = by_tag(testing::collect(&store, total, WAIT).expect("all answered"));
+        let mut last_saved_at = HashMap::new();
+        for i in 0..total {
+            let Some(Ok(StoreOk::Saved(saved))) = replies.get(&(i as u64)) else {
+                panic!("save {i}: {:?}", replies.get(&(i as u64)));
+            };
+            assert_eq!(saved.version, (i / accounts.len() + 1) as u64, "save {i}");
+            let account = accounts[i % accounts.len()];
+            let previous = last_saved_at.insert(account, saved.saved_at_ms).unwrap_or(0);
+            assert!(saved.saved_at_ms >= previous);
+        }
+        for account in accounts {
+            let reply = testing::call(&store, StoreRequest::LoadUserdata { account_id: account }, WAIT).expect("reply");
+            let Ok(StoreOk::Userdata(Some(Userdata { version, .. }))) = reply else {
+                panic!("{reply:?}");
+            };
+            assert_eq!(version, (total / accounts.len()) as u64);
+        }
     }
 }
 
 /// A load queued right after a save in the same batch sees that save.
 #[test]
 fn load_in_the_same_batch_sees_the_save() {
-    let (gate, store) = held_store(StoreConfig::in_memory().fast_hashing().with_demo_accounts());
-    store.submit(1, save(1, 1)).expect("submit");
-    store.submit(2, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
-    store.submit(3, save(1, 2)).expect("submit");
-    store.submit(4, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
-    store.submit(5, StoreRequest::LoadUserdata { account_id: 2 }).expect("submit");
-    gate.open();
-    let replies = by_tag(testing::collect(&store, 6, WAIT).expect("all answered"));
-    let saved = |tag| match replies.get(&tag) {
-        Some(Ok(StoreOk::Saved(saved))) => *saved,
-        other => panic!("{tag}: {other:?}"),
-    };
-    let loaded = |tag| match replies.get(&tag) {
-        Some(Ok(StoreOk::Userdata(found))) => found.clone(),
-        other => panic!("{tag}: {other:?}"),
-    };
-    let first = loaded(2).expect("first save visible");
-    assert_eq!(first.data, r#"{"n":1}"#);
-    assert_eq!((first.version, first.saved_at_ms), (1, saved(1).saved_at_ms));
-    let second = loaded(4).expect("second save visible");
-    assert_eq!((second.version, second.saved_at_ms), (2, saved(3).saved_at_ms));
-    assert_eq!(loaded(5), None);
+    for backend in TestBackend::all("load_in_the_same_batch_sees_the_save") {
+        let (gate, store) = held_store(backend.config().fast_hashing().with_demo_accounts());
+        store.submit(1, save(1, 1)).expect("submit");
+        store.submit(2, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
+        store.submit(3, save(1, 2)).expect("submit");
+        store.submit(4, StoreRequest::LoadUserdata { account_id: 1 }).expect("submit");
+        store.submit(5, StoreRequest::LoadUserdata { account_id: 2 }).expect("submit");
+        gate.open();
+        let replies = by_tag(testing::collect(&store, 6, WAIT).expect("all answered"));
+        let saved = |tag| match replies.get(&tag) {
+            Some(Ok(StoreOk::Saved(saved))) => *saved,
+            other => panic!("{tag}: {other:?}"),
+        };
+        let loaded = |tag| match replies.get(&tag) {
+            Some(Ok(StoreOk::Userdata(found))) => found.clone(),
+            other => panic!("{tag}: {other:?}"),
+        };
+        let first = loaded(2).expect("first save visible");
+        assert_eq!(first.data, r#"{"n":1}"#);
+        assert_eq!((first.version, first.saved_at_ms), (1, saved(1).saved_at_ms));
+        let second = loaded(4).expect("second save visible");
+        assert_eq!((second.version, second.saved_at_ms), (2, saved(3).saved_at_ms));
+        assert_eq!(loaded(5), None);
+    }
 }
 
 /// A request whose statement fails gets `Internal`; the rest of its batch
 /// still commits.
 #[test]
 fn a_failing_request_does_not_poison_its_batch() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = StoreConfig::new(dir.path().join("poison.db")).fast_hashing().with_demo_accounts();
-    let (gate, store) = held_store(config.clone());
-    store.submit(1, save(1, 1)).expect("submit");
-    store.submit(2, save(999_999, 0)).expect("submit"); // no such account
-    store.submit(3, save(1, 2)).expect("submit");
-    gate.open();
-    let replies = by_tag(testing::collect(&store, 4, WAIT).expect("all answered"));
-    assert!(matches!(replies[&1], Ok(StoreOk::Saved(s)) if s.version == 1), "{replies:?}");
-    assert!(matches!(replies[&2], Err(StoreFailure::Internal(_))), "{replies:?}");
-    assert!(matches!(replies[&3], Ok(StoreOk::Saved(s)) if s.version == 2), "{replies:?}");
-    store.close().expect("close");
+    for backend in TestBackend::all("a_failing_request_does_not_poison_its_batch") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = match backend {
+            TestBackend::Sqlite => StoreConfig::new(dir.path().join("poison.db")),
+            TestBackend::Postgres(_) => backend.config(),
+        };
+        let config = config.fast_hashing().with_demo_accounts();
+        let (gate, store) = held_store(config.clone());
+        store.submit(1, save(1, 1)).expect("submit");
+        store.submit(2, save(999_999, 0)).expect("submit"); // no such account
+        store.submit(3, save(1, 2)).expect("submit");
+        gate.open();
+        let replies = by_tag(testing::collect(&store, 4, WAIT).expect("all answered"));
+        assert!(matches!(replies[&1], Ok(StoreOk::Saved(s)) if s.version == 1), "{replies:?}");
+        assert!(matches!(replies[&2], Err(StoreFailure::Internal(_))), "{replies:?}");
+        assert!(matches!(replies[&3], Ok(StoreOk::Saved(s)) if s.version == 2), "{replies:?}");
+        store.close().expect("close");
 
-    let store = Store::open(config, None).expect("reopen");
-    let reply = testing::call(&store, StoreRequest::LoadUserdata { account_id: 1 }, WAIT).expect("reply");
-    assert!(
-        matches!(reply, Ok(StoreOk::Userdata(Some(ref u))) if u.version == 2 && u.data == r#"{"n":2}"#),
-        "{reply:?}"
-    );
+        let store = Store::open(config, None).expect("reopen");
+        let reply = testing::call(&store, StoreRequest::LoadUserdata { account_id: 1 }, WAIT).expect("reply");
+        assert!(
+            matches!(reply, Ok(StoreOk::Userdata(Some(ref u))) if u.version == 2 && u.data == r#"{"n":2}"#),
+            "{reply:?}"
+        );
+    }
 }
 
 /// A database locked by someone else: the batch fails with `Internal` and

@@ -21,6 +21,10 @@ pub enum Workload {
     Login,
     /// N logged-in idle connections: server RSS per connection and frame time at rest.
     Hold,
+    /// Duplicate-login takeovers in a loop: a new login replaces the session
+    /// of the previous one (across two nodes with a PostgreSQL `--db`, on one
+    /// node with SQLite): takeover latency without the kicked client's save.
+    Takeover,
 }
 
 impl Workload {
@@ -32,6 +36,7 @@ impl Workload {
             Self::Save => "save",
             Self::Login => "login",
             Self::Hold => "hold",
+            Self::Takeover => "takeover",
         }
     }
 
@@ -41,6 +46,7 @@ impl Workload {
             Self::EchoLimit | Self::Ping | Self::Save => 64,
             Self::Login => 4,
             Self::Hold => 1000,
+            Self::Takeover => 1,
         }
     }
 
@@ -48,7 +54,7 @@ impl Workload {
     pub fn default_in_flight(self) -> usize {
         match self {
             Self::EchoLimit | Self::Ping => 16,
-            Self::Save | Self::Login | Self::Hold => 1,
+            Self::Save | Self::Login | Self::Hold | Self::Takeover => 1,
         }
     }
 }
@@ -120,6 +126,11 @@ pub struct BenchArgs {
     /// (repeat it; e.g. `--serve-arg=--max-frame-hz --serve-arg=5000`), for experiments.
     #[arg(long, allow_hyphen_values = true)]
     pub serve_arg: Vec<String>,
+    /// The database of the servers the bench starts, instead of a fresh
+    /// SQLite file: a PostgreSQL URL (`postgres://…`) of an empty database,
+    /// for the cluster store (docs/cluster.md). Give a fresh one to each run.
+    #[arg(long)]
+    pub db: Option<String>,
     /// The `portcullis` binary to start as the server under test (default:
     /// `portcullis` next to this executable, as `cargo build` places them).
     #[arg(long)]

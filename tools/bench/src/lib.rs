@@ -12,7 +12,8 @@
 //!     └──> portcullis-bench echo-server  <────────────────┘   the echo-limit: the best case
 //! ```
 //!
-//! Workloads ([`Workload`]): `echo-limit`, `ping`, `save`, `login`, `hold`.
+//! Workloads ([`Workload`]): `echo-limit`, `ping`, `save`, `login`, `hold`,
+//! `takeover`. `--db postgres://…` runs them on the cluster store.
 //! Each returns a [`Report`], printed as tables or, with `--json`, as one
 //! JSON object. `--connect ADDR` loads a server that is already running
 //! instead of starting one (server-side figures are then left out).
@@ -42,6 +43,7 @@ mod procfs;
 mod report;
 mod save;
 mod stats;
+mod takeover;
 
 pub use args::{BenchArgs, EchoServerArgs, Workload};
 pub use child::{ChildServer, ServeOptions, default_server_bin};
@@ -75,7 +77,19 @@ pub fn cores() -> usize {
 /// database `db`, its `--metrics-every` and `--serve-arg`s.
 fn serve_options(args: &BenchArgs, db: std::path::PathBuf) -> ServeOptions {
     let server = args.server_bin.clone().unwrap_or_else(default_server_bin);
-    ServeOptions { extra: args.serve_arg.clone(), server, ..ServeOptions::new(db, args.metrics_every) }
+    let mut extra = args.serve_arg.clone();
+    let db = match &args.db {
+        Some(url) => {
+            // One name for every restart of the bench's node, so a restart
+            // after the crash check frees the claims its last process left.
+            if !extra.iter().any(|a| a == "--node-name") {
+                extra.extend(["--node-name".to_owned(), "bench-node".to_owned()]);
+            }
+            std::path::PathBuf::from(url)
+        }
+        None => db,
+    };
+    ServeOptions { extra, server, ..ServeOptions::new(db, args.metrics_every) }
 }
 
 /// The report of one run of `args`'s workload: its figures as JSON and as
@@ -105,6 +119,7 @@ fn config_json(args: &BenchArgs) -> Value {
         "client_threads": args.client_threads(),
         "cores": cores(),
         "serve_args": args.serve_arg,
+        "db": args.db.as_ref().map(|_| "postgres").unwrap_or("sqlite"),
     })
 }
 
@@ -131,6 +146,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         Workload::Save => save::run(args, &rt, progress),
         Workload::Login => login::run(args, &rt, progress),
         Workload::Hold => hold::run(args, &rt, progress),
+        Workload::Takeover => takeover::run(args, &rt, progress),
     };
     // Client tasks still closing their sockets must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

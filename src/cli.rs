@@ -16,6 +16,7 @@ use portcullis_store::StoreConfig;
 use portcullis_userdata::UserDataConfig;
 
 use crate::app::ServerConfig;
+use portcullis_services::ServicesConfig;
 
 /// Portcullis: a headless game server (JSON-RPC over TCP, SQLite accounts,
 /// one session per account).
@@ -141,6 +142,15 @@ pub struct ServeArgs {
     /// Most members of one JSON-RPC batch (docs/protocol.md §2).
     #[arg(long, env = "PORTCULLIS_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch: u32,
+    /// Shared secret of backend services (docs/protocol.md §8); without it services cannot register.
+    #[arg(long, env = "PORTCULLIS_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+    /// A forwarded request not answered by its service within this gets SERVICE_UNAVAILABLE.
+    #[arg(long, env = "PORTCULLIS_SERVICE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub service_timeout: Duration,
+    /// A request for a method whose services are all gone waits this long for one to register it again.
+    #[arg(long, env = "PORTCULLIS_SERVICE_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub service_wait: Duration,
     /// Do not create netease1..3 in a new database.
     #[arg(long, env = "PORTCULLIS_NO_DEMO_ACCOUNTS", action = ArgAction::SetTrue, value_parser = switch())]
     pub no_demo_accounts: bool,
@@ -197,6 +207,12 @@ impl From<&ServeArgs> for ServerConfig {
                 group_commit: !args.no_group_commit,
                 synchronous_full: args.synchronous_full,
                 ..StoreConfig::new(&args.db)
+            },
+            services: ServicesConfig {
+                key: args.service_key.clone().filter(|k| !k.is_empty()),
+                call_timeout: args.service_timeout,
+                wait: args.service_wait,
+                ..ServicesConfig::defaults()
             },
             metrics_every: args.metrics_every,
         }

@@ -12,6 +12,7 @@ use crate::batch::Batch;
 use portcullis_protocol::{DisconnectReason, ErrorCode, RequestId, RpcError, error_line, result_line};
 
 use crate::envelope::{Envelope, Invalid, ParsedMessage, parse_message};
+use crate::raw::{AcceptsResponses, IncomingResponse, RpcResponses, parse_responses};
 use crate::registry::{Call, GateInput, Outcome, ReplyTo, RpcGates, RpcMethods};
 use crate::reply::{RpcState, close_with_goodbye};
 
@@ -92,6 +93,15 @@ pub fn dispatch_frames(world: &mut World) {
                     finish_step(world, entity, flow);
                 }
                 InboxItem::Frame { bytes, admission } => {
+                    if world.get::<AcceptsResponses>(entity).is_some()
+                        && let Some(responses) = parse_responses(&bytes)
+                    {
+                        let mut queue = world.resource_mut::<RpcResponses>();
+                        for (id, answer) in responses {
+                            queue.push(IncomingResponse { entity, id, answer });
+                        }
+                        continue;
+                    }
                     let flow = match parse_message(&bytes) {
                         ParsedMessage::Single(parsed) => {
                             handle_message(world, entity, parsed, admission, Target::Direct, &ctx)

@@ -14,6 +14,7 @@ mod builtins;
 mod dispatch;
 mod envelope;
 mod json_text;
+mod raw;
 mod registry;
 mod reply;
 
@@ -26,6 +27,7 @@ pub use builtins::*;
 pub use dispatch::*;
 pub use envelope::*;
 pub use json_text::*;
+pub use raw::*;
 /// The wire types this crate speaks, defined once in `portcullis_protocol`.
 pub use portcullis_protocol::{
     DisconnectReason, Empty, ErrorCode, PingResult, RequestId, RpcError, error_line, notification_line, result_line,
@@ -74,6 +76,7 @@ impl Plugin for RpcPlugin {
         app.insert_resource(self.config.clone())
             .init_resource::<RpcMethods>()
             .init_resource::<RpcGates>()
+            .init_resource::<RpcResponses>()
             .init_resource::<dispatch::Tickets>()
             .init_resource::<portcullis_net::ReadyInboxes>()
             .configure_sets(PreUpdate, RpcSystems::Dispatch.after(NetSystems::Receive))

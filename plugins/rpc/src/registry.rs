@@ -145,6 +145,11 @@ impl RpcMethods {
         self.methods.get(name)
     }
 
+    /// Adds or replaces one method.
+    pub(crate) fn insert(&mut self, name: String, method: Method) {
+        self.methods.insert(name, method);
+    }
+
     /// Names of every registered method, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.methods.keys().map(String::as_str).collect();
@@ -261,7 +266,7 @@ impl RpcAppExt for App {
             }
         });
         let mut methods = self.world_mut().get_resource_or_init::<RpcMethods>();
-        methods.methods.insert(name, Method { access, invoke });
+        methods.insert(name, Method { access, invoke });
         self
     }
 }

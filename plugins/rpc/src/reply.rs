@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::batch::{Batch, Filled};
 use crate::registry::ReplyTo;
 use portcullis_protocol::{
-    DisconnectReason, ErrorCode, RpcError, error_line, notification, notification_line, result_line,
+    DisconnectReason, ErrorCode, RpcError, error_line, notification, notification_line, raw_error_line, result_line,
 };
 
 /// JSON-RPC bookkeeping of one connection. Inserted on every connection
@@ -108,7 +108,24 @@ impl Rpc<'_, '_> {
     /// A batch member's answer goes into its batch's array, which is sent
     /// once every member is answered (docs/protocol.md §2).
     pub fn respond<R: Serialize>(&mut self, to: &ReplyTo, result: Result<R, RpcError>) {
-        if let Some(line) = answer_line(to, result)
+        let line = answer_line(to, result);
+        self.respond_line(to, line);
+    }
+
+    /// Like [`respond`](Self::respond), with the answer as JSON text sent as
+    /// it is: `Ok(result)` or `Err(error object)` (an answer relayed
+    /// unchanged from a backend service, docs/protocol.md §8). The text must
+    /// be valid JSON (e.g. a `RawValue` read off the wire).
+    pub fn respond_raw(&mut self, to: &ReplyTo, answer: Result<&str, &str>) {
+        let line = to.id.as_ref().map(|id| match answer {
+            Ok(result) => result_line(id, result),
+            Err(error) => raw_error_line(id, error),
+        });
+        self.respond_line(to, line);
+    }
+
+    fn respond_line(&mut self, to: &ReplyTo, line: Option<String>) {
+        if let Some(line) = line
             && let Ok((conn, state)) = self.connections.get_mut(to.entity)
         {
             let filled = match state {

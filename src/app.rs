@@ -13,9 +13,9 @@ use portcullis_rpc::{RpcConfig, RpcPlugin};
 use portcullis_runtime::{
     FrameMetricsAppExt, FrameMetricsPlugin, FrameWaker, RunnerConfig, RunnerPlugin, SignalPlugin, Signals,
 };
+use portcullis_services::{ServicesConfig, ServicesPlugin};
 use portcullis_session::{SessionConfig, SessionIndex, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
-use portcullis_services::{ServicesConfig, ServicesPlugin};
 use portcullis_userdata::{UserDataConfig, UserDataPlugin};
 
 use crate::ServerPlugins;

@@ -27,11 +27,11 @@ pub use builtins::*;
 pub use dispatch::*;
 pub use envelope::*;
 pub use json_text::*;
-pub use raw::*;
 /// The wire types this crate speaks, defined once in `portcullis_protocol`.
 pub use portcullis_protocol::{
     DisconnectReason, Empty, ErrorCode, PingResult, RequestId, RpcError, error_line, notification_line, result_line,
 };
+pub use raw::*;
 pub use registry::*;
 pub use reply::*;
 

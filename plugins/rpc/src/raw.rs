@@ -186,8 +186,7 @@ mod tests {
         assert_eq!(null[0].1.as_ref().map(|r| r.get()).ok(), Some("null"));
         let err = parse_responses(br#"{"jsonrpc":"2.0","id":1,"error":{"code":5,"message":"m"}}"#).expect("error");
         assert!(err[0].1.is_err());
-        let batch =
-            parse_responses(br#"[{"jsonrpc":"2.0","id":1,"result":1},{"jsonrpc":"2.0","id":2,"result":2}]"#);
+        let batch = parse_responses(br#"[{"jsonrpc":"2.0","id":1,"result":1},{"jsonrpc":"2.0","id":2,"result":2}]"#);
         assert_eq!(batch.map(|b| b.len()), Some(2));
         for not in [
             &br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#[..],

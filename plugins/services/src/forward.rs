@@ -7,9 +7,7 @@ use std::sync::Arc;
 use bevy_ecs::prelude::*;
 use bevy_time::{Real, Time};
 use portcullis_net::{Connection, ConnectionClosed};
-use portcullis_protocol::{
-    CallerSession, ErrorCode, RequestId, RpcError, SessionEnded, SessionStarted, service,
-};
+use portcullis_protocol::{CallerSession, ErrorCode, RequestId, RpcError, SessionEnded, SessionStarted, service};
 use portcullis_rpc::{RawHandler, RawRequest, Reply, Rpc, RpcResponses};
 use portcullis_session::{LoggedIn, LoggedOut, Session};
 use serde_json::value::RawValue;
@@ -73,11 +71,7 @@ fn forward(world: &mut World, method: &str, request: RawRequest) -> Reply<Box<Ra
 /// client's own id, result or error unchanged (§8). A response to an unknown
 /// or expired call, or from another service than the one asked, is dropped;
 /// so is one whose client is gone. Runs in [`ServicesSystems::Route`](crate::ServicesSystems::Route).
-pub fn route_service_responses(
-    mut responses: ResMut<RpcResponses>,
-    mut services: ResMut<Services>,
-    mut rpc: Rpc,
-) {
+pub fn route_service_responses(mut responses: ResMut<RpcResponses>, mut services: ResMut<Services>, mut rpc: Rpc) {
     if responses.is_empty() {
         return;
     }

@@ -8,7 +8,7 @@ use portcullis_protocol::{
     Delivered, ErrorCode, KickResult, RpcError, ServiceNotifyParams, ServiceRegisterParams, ServiceRegisterResult,
     ServiceTarget, notification, service,
 };
-use portcullis_rpc::{Access, AcceptsResponses, Reply, Request, Rpc, RpcMethods};
+use portcullis_rpc::{AcceptsResponses, Access, Reply, Request, Rpc, RpcMethods};
 use portcullis_session::{DisconnectReason, SessionCtx, SessionIndex};
 
 use crate::config::{ServiceKey, ServicesConfig};
@@ -108,7 +108,9 @@ pub fn service_register(
             existing.methods.clone()
         }
         None => {
-            ctx.commands().entity(entity).insert((ServiceConnection { name: name.clone(), methods: names.clone() }, AcceptsResponses));
+            ctx.commands()
+                .entity(entity)
+                .insert((ServiceConnection { name: name.clone(), methods: names.clone() }, AcceptsResponses));
             names.clone()
         }
     };
@@ -176,10 +178,11 @@ pub fn service_notify(
 pub fn service_kick(
     In(req): In<Request<ServiceTarget>>,
     mut ctx: SessionCtx,
-    index: Res<SessionIndex>,
     connections: Res<ConnectionIndex>,
 ) -> Result<KickResult, RpcError> {
-    let Some(entity) = target(&req.params, &index, &connections)? else { return Ok(KickResult { kicked: false }) };
+    let Some(entity) = target(&req.params, ctx.index(), &connections)? else {
+        return Ok(KickResult { kicked: false });
+    };
     if !ctx.session(entity).is_some_and(|s| s.is_logged_in()) {
         return Ok(KickResult { kicked: false });
     }

@@ -104,6 +104,11 @@ impl<'w, 's> SessionCtx<'w, 's> {
         self.sessions.get(entity).ok().map(|(_, _, conn)| conn)
     }
 
+    /// The indexes of sessions (by account, token, ...), to find a session.
+    pub fn index(&self) -> &SessionIndex {
+        &self.index
+    }
+
     /// The live token of `entity` as the transitions see it (only while logged in or kicking).
     pub fn token(&self, entity: Entity) -> Option<&Token> {
         self.card(entity).and_then(|c| c.token)

@@ -66,16 +66,18 @@ mod connection;
 mod endpoint;
 mod error;
 mod messages;
+mod service;
 mod transport;
 
 pub use config::ClientConfig;
 pub use endpoint::{Endpoint, IntoEndpoint, Transport};
 pub use error::ClientError;
-pub use messages::{ClientEvent, Notification};
+pub use messages::{ClientEvent, IncomingRequest, Notification};
 /// The wire types, shared with the server: a game client needs no other crate.
 pub use portcullis_protocol::{
     self as protocol, DisconnectReason, ErrorCode, LoadResult, LoginResult, PingResult, RegisterResult, SaveResult,
 };
+pub use service::{Call, Service, ServiceBuilder, ServiceHandle, SessionEvent};
 
 use std::fmt;
 use std::sync::Arc;

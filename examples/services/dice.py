@@ -7,6 +7,7 @@ forwards to it (docs/protocol.md section 8):
 
   dice_roll {"sides":N}          -> {"roll":R,"sides":N}   (anyone; error 4000 for bad sides)
   dice_stats {"token":T}         -> {"account":A,"rolls":N} (logged-in players only: "auth")
+  dice_whoami {}                 -> {"name":NAME}           (which instance answered)
   echo {...,"delay_ms":N}        -> the params back, after N ms (for tests and latency checks)
 
 It keeps a per-account roll count in memory, hears session_started and
@@ -68,13 +69,16 @@ class Service:
         account = session["account"]
         return {"account": account, "rolls": self.rolls.get(account, 0)}
 
+    def dice_whoami(self, params, session):
+        return {"name": self.name}
+
     def echo(self, params, session):
         delay = params.get("delay_ms", 0)
         if isinstance(delay, (int, float)) and delay > 0:
             time.sleep(delay / 1000.0)
         return params
 
-    METHODS = {"dice_roll": False, "dice_stats": True, "echo": False}
+    METHODS = {"dice_roll": False, "dice_stats": True, "dice_whoami": False, "echo": False}
 
     # --- the loop ---------------------------------------------------------
 
@@ -86,9 +90,9 @@ class Service:
             if handler is None:
                 raise ServiceError(-32601, "method not found")
             result = handler(params.get("params") or {}, params.get("session") or {})
-            reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+            reply = {"jsonrpc": "2.0", "id": message.get("id"), "result": result}
         except ServiceError as e:
-            reply = {"jsonrpc": "2.0", "id": message["id"], "error": e.to_json()}
+            reply = {"jsonrpc": "2.0", "id": message.get("id"), "error": e.to_json()}
         if "id" in message:
             self.send(reply)
 
@@ -111,6 +115,7 @@ class Service:
             threading.Thread(target=self.handle_request, args=(message,), daemon=True).start()
 
     def run(self, key, name):
+        self.name = name
         reader = threading.Thread(target=self.read_loop, daemon=True)
         reader.start()
         methods = [{"name": m, "auth": auth} for m, auth in self.METHODS.items()]

@@ -553,6 +553,18 @@ impl RateBucket {
 mod tests {
     use super::*;
 
+    /// An exempt bucket (a backend service's, docs/protocol.md §8) admits
+    /// every frame, however fast, and never reaches the close line.
+    #[test]
+    fn exempt_bucket_admits_everything() {
+        let t0 = Duration::from_secs(1);
+        let mut b = RateBucket::full(2, t0);
+        b.exempt = true;
+        for _ in 0..1000 {
+            assert_eq!(b.admit(t0, 1.0, 2), Admission::Admitted);
+        }
+    }
+
     #[test]
     fn bucket_starts_full_and_refills() {
         let t0 = Duration::from_secs(5);

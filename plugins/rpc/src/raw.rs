@@ -89,6 +89,9 @@ impl RpcMethods {
 #[derive(Component, Debug, Default, Clone, Copy)]
 pub struct AcceptsResponses;
 
+/// What a response carries: `Ok(result)` or `Err(error object)`, both as written.
+pub type RawAnswer = Result<Box<RawValue>, Box<RawValue>>;
+
 /// A JSON-RPC response read from a connection with [`AcceptsResponses`].
 #[derive(Debug)]
 pub struct IncomingResponse {
@@ -97,7 +100,7 @@ pub struct IncomingResponse {
     /// Its `id` (the id of the request the server sent).
     pub id: RequestId,
     /// `Ok(result)` or `Err(error object)`, both as written.
-    pub answer: Result<Box<RawValue>, Box<RawValue>>,
+    pub answer: RawAnswer,
 }
 
 /// The responses read this frame, in arrival order. Inserted by `RpcPlugin`;
@@ -139,7 +142,7 @@ struct ResponseObject {
 }
 
 impl ResponseObject {
-    fn into_response(self) -> Option<(RequestId, Result<Box<RawValue>, Box<RawValue>>)> {
+    fn into_response(self) -> Option<(RequestId, RawAnswer)> {
         if self.method.is_some() || self.jsonrpc.as_ref().and_then(Value::as_str) != Some("2.0") {
             return None;
         }
@@ -157,7 +160,7 @@ impl ResponseObject {
 /// no `method`, and exactly one of `result` and `error` (an object). `None`
 /// when the frame is anything else (a request, invalid JSON, ...): it is
 /// then handled as any frame is.
-pub fn parse_responses(bytes: &[u8]) -> Option<Vec<(RequestId, Result<Box<RawValue>, Box<RawValue>>)>> {
+pub fn parse_responses(bytes: &[u8]) -> Option<Vec<(RequestId, RawAnswer)>> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
     match first {
         b'{' => serde_json::from_slice::<ResponseObject>(bytes).ok()?.into_response().map(|r| vec![r]),

@@ -21,6 +21,9 @@ pub enum Workload {
     Login,
     /// N logged-in idle connections: server RSS per connection and frame time at rest.
     Hold,
+    /// The ping load through a backend service (an echo service in this
+    /// process, docs/services.md) against the built-in `ping`, on one server.
+    Forward,
 }
 
 impl Workload {
@@ -32,13 +35,14 @@ impl Workload {
             Self::Save => "save",
             Self::Login => "login",
             Self::Hold => "hold",
+            Self::Forward => "forward",
         }
     }
 
     /// Connections when `--connections` is not given.
     pub fn default_connections(self) -> usize {
         match self {
-            Self::EchoLimit | Self::Ping | Self::Save => 64,
+            Self::EchoLimit | Self::Ping | Self::Save | Self::Forward => 64,
             Self::Login => 4,
             Self::Hold => 1000,
         }
@@ -47,7 +51,7 @@ impl Workload {
     /// Requests in flight per connection when `--in-flight` is not given.
     pub fn default_in_flight(self) -> usize {
         match self {
-            Self::EchoLimit | Self::Ping => 16,
+            Self::EchoLimit | Self::Ping | Self::Forward => 16,
             Self::Save | Self::Login | Self::Hold => 1,
         }
     }

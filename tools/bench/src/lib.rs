@@ -11,7 +11,7 @@
 //!     └──> portcullis-bench echo-server  <────────────────┘   the echo-limit: the best case
 //! ```
 //!
-//! Workloads ([`Workload`]): `echo-limit`, `ping`, `save`, `login`, `hold`.
+//! Workloads ([`Workload`]): `echo-limit`, `ping`, `save`, `login`, `hold`, `forward`.
 //! Each returns a [`Report`], printed as tables or, with `--json`, as one
 //! JSON object. `--connect ADDR` loads a server that is already running
 //! instead of starting one (server-side figures are then left out).
@@ -32,6 +32,7 @@ mod args;
 mod child;
 pub mod echo;
 mod error;
+mod forward;
 mod hold;
 mod load;
 mod login;
@@ -129,6 +130,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         Workload::Save => save::run(args, &rt, progress),
         Workload::Login => login::run(args, &rt, progress),
         Workload::Hold => hold::run(args, &rt, progress),
+        Workload::Forward => forward::run(args, &rt, progress),
     };
     // Client tasks still closing their sockets must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

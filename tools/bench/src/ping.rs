@@ -105,6 +105,17 @@ pub async fn ping_load(
     plan: Plan,
     metrics_every: Duration,
 ) -> Result<PingRun, BenchError> {
+    method_load(addr, server, plan, metrics_every, "ping").await
+}
+
+/// [`ping_load`] calling `method` (with `{}`) instead of `ping`.
+pub async fn method_load(
+    addr: SocketAddr,
+    server: Option<&ChildServer>,
+    plan: Plan,
+    metrics_every: Duration,
+    method: &'static str,
+) -> Result<PingRun, BenchError> {
     let setup_limit = Duration::from_secs(120);
     let rss_before = server.and_then(|s| s.rss_bytes().ok());
     let clients = load::bounded("connecting", setup_limit, load::connect_many(addr, plan.connections)).await?;
@@ -125,7 +136,7 @@ pub async fn ping_load(
     let mut tasks = Vec::with_capacity(plan.connections * plan.in_flight);
     for client in &clients {
         for _ in 0..plan.in_flight {
-            tasks.push(tokio::spawn(pinger(client.clone(), start, end)));
+            tasks.push(tokio::spawn(pinger(client.clone(), start, end, method)));
         }
     }
     let sampler = load::sample_cpu(server, start, end);
@@ -183,14 +194,14 @@ impl Outcome {
 }
 
 /// One request in flight at a time, until `end`.
-async fn pinger(client: Client, start: Instant, end: Instant) -> Outcome {
+async fn pinger(client: Client, start: Instant, end: Instant, method: &'static str) -> Outcome {
     let mut outcome = Outcome::default();
     loop {
         let t0 = Instant::now();
         if t0 >= end {
             return outcome;
         }
-        let result = client.call("ping", json!({})).await;
+        let result = client.call(method, json!({})).await;
         let t1 = Instant::now();
         let counted = t1 >= start && t1 <= end;
         match result {

@@ -327,4 +327,24 @@ mod tests {
             }
         }
     }
+
+    /// The service flags reach the gateway's settings (docs/cli.md); an empty key is no key.
+    #[test]
+    fn service_flags() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            match cli.command {
+                Some(Command::Serve(serve)) => ServerConfig::from(serve.as_ref()).services,
+                _ => panic!("not serve"),
+            }
+        };
+        let on =
+            parse(&["portcullis", "serve", "--service-key", "k", "--service-timeout", "2s", "--service-wait", "1s"]);
+        assert_eq!(on.key.as_deref(), Some("k"));
+        assert_eq!((on.call_timeout, on.wait), (Duration::from_secs(2), Duration::from_secs(1)));
+        let off = parse(&["portcullis", "serve"]);
+        assert_eq!(off.key, None);
+        assert_eq!((off.call_timeout, off.wait), (Duration::from_secs(10), Duration::from_secs(5)));
+        assert_eq!(parse(&["portcullis", "serve", "--service-key", ""]).key, None);
+    }
 }

@@ -180,20 +180,38 @@ pub struct KickResult {
     pub kicked: bool,
 }
 
-impl DisconnectReason {
-    /// The reason for its wire string (`None` for any other text).
-    pub fn from_wire(text: &str) -> Option<Self> {
-        Some(match text {
-            "duplicate_login" => Self::DuplicateLogin,
-            "server_shutdown" => Self::ServerShutdown,
-            "idle_timeout" => Self::IdleTimeout,
-            "admin" => Self::Admin,
-            "login_timeout" => Self::LoginTimeout,
-            "protocol_error" => Self::ProtocolError,
-            "rate_limited" => Self::RateLimited,
-            "server_full" => Self::ServerFull,
-            "client_request" => Self::ClientRequest,
-            _ => return None,
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_and_session_end_strings() {
+        for reason in [
+            DisconnectReason::DuplicateLogin,
+            DisconnectReason::ServerShutdown,
+            DisconnectReason::IdleTimeout,
+            DisconnectReason::Admin,
+            DisconnectReason::LoginTimeout,
+            DisconnectReason::ProtocolError,
+            DisconnectReason::RateLimited,
+            DisconnectReason::ServerFull,
+            DisconnectReason::ClientRequest,
+        ] {
+            assert_eq!(DisconnectReason::from_wire(reason.as_str()), Some(reason));
+            assert_eq!(SessionEndReason::Closed(reason).as_str(), reason.as_str());
+        }
+        assert_eq!(DisconnectReason::from_wire("logout"), None);
+        assert_eq!(SessionEndReason::Logout.as_str(), "logout");
+        assert_eq!(SessionEndReason::ClientClosed.as_str(), "client_closed");
+    }
+
+    #[test]
+    fn wire_shapes() {
+        let m: ServiceMethod = serde_json::from_str(r#"{"name":"a"}"#).expect("auth may be left out");
+        assert!(!m.auth);
+        let n: ServiceNotifyParams = serde_json::from_str(r#"{"conn":42,"method":"m"}"#).expect("conn as a number");
+        assert_eq!((n.conn, n.account, n.params), (Some(42), None, None));
+        let s = serde_json::to_string(&CallerSession { conn: 1, account: None }).expect("json");
+        assert_eq!(s, r#"{"conn":1,"account":null}"#);
     }
 }

@@ -32,6 +32,10 @@
 //! - Kick (§5–§7): on `kicked` the client at once sends `userdata_save` with
 //!   the data given to [`Client::set_save_data`] or
 //!   [`Client::set_save_provider`].
+//! - Backend services (docs/services.md): [`Service`] registers a process
+//!   as a service with the server's key, answers the clients' calls the
+//!   server forwards to it with typed handlers, hears `session_started` /
+//!   `session_ended`, and notifies or kicks clients ([`ServiceHandle`]).
 //! - It never reconnects. Dropping the last `Client` handle closes the
 //!   connection (with a WebSocket Close frame, status 1000, on `ws://`/`wss://`).
 //!

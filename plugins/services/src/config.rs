@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 /// Settings of the gateway. Inserted as a resource by
 /// [`ServicesPlugin`](crate::ServicesPlugin) (only when `key` is set); read-only.
-#[derive(Resource, Clone, Default)]
+#[derive(Resource, Clone)]
 pub struct ServicesConfig {
     /// The shared secret of services (`--service-key`); `None`: services are off.
     pub key: Option<String>,
@@ -33,6 +33,13 @@ impl ServicesConfig {
     /// The defaults of docs/cli.md, services off.
     pub fn defaults() -> Self {
         Self { key: None, call_timeout: Duration::from_secs(10), wait: Duration::from_secs(5), max_in_flight: 1024 }
+    }
+}
+
+/// The defaults of docs/cli.md, services off ([`ServicesConfig::defaults`]).
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self::defaults()
     }
 }
 

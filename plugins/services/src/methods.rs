@@ -9,7 +9,7 @@ use portcullis_protocol::{
     ServiceTarget, notification, service,
 };
 use portcullis_rpc::{AcceptsResponses, Access, Reply, Request, Rpc, RpcMethods};
-use portcullis_session::{DisconnectReason, SessionCtx, SessionIndex};
+use portcullis_session::{DisconnectReason, Session, SessionCtx, SessionIndex, SessionState};
 
 use crate::config::{ServiceKey, ServicesConfig};
 use crate::forward::forwarder;
@@ -27,7 +27,8 @@ pub fn is_valid_service_method(name: &str) -> bool {
 
 /// `service_register {"key":S,"name":S,"methods":[{"name":S,"auth":B},...]}`
 /// → `{"name":S,"methods":[S,...]}` (docs/protocol.md §8). Own errors, in
-/// order: ALREADY_LOGGED_IN on a logged-in connection; RATE_LIMITED while
+/// order: ALREADY_LOGGED_IN on a logged-in connection (LOGIN_IN_PROGRESS
+/// while its login waits for a takeover); RATE_LIMITED while
 /// the peer's address is throttled (docs/protocol.md §6); INVALID_CREDENTIALS
 /// for a wrong key, which counts for login throttling like a failed password
 /// login; `-32602` with field `methods` for a name that breaks the rule, names
@@ -51,8 +52,11 @@ pub fn service_register(
 ) -> Reply<ServiceRegisterResult> {
     let entity = req.entity();
     let ServiceRegisterParams { key: given, name, methods: wanted } = req.params;
-    if ctx.session(entity).is_some_and(|s| s.is_logged_in()) {
-        return Reply::Err(RpcError::new(ErrorCode::AlreadyLoggedIn));
+    match ctx.session(entity).map(Session::state) {
+        Some(SessionState::AwaitingLogin) => {}
+        // A login of this connection waits for a takeover (docs/protocol.md §6).
+        Some(SessionState::WaitingTakeover { .. }) => return Reply::Err(RpcError::new(ErrorCode::LoginInProgress)),
+        _ => return Reply::Err(RpcError::new(ErrorCode::AlreadyLoggedIn)),
     }
     let Some(peer) = ctx.connection(entity).map(|c| c.peer().ip()) else {
         return Reply::Err(RpcError::new(ErrorCode::InternalError));

@@ -395,3 +395,41 @@ fn client_gone_answer_dropped() {
     assert!(seen.iter().all(|m| m.get("error").is_none()), "{seen:?}");
     assert!(!svc.is_closed());
 }
+
+/// A client notification is forwarded as a notification (no id) and gets
+/// no answer; a service may answer several calls in one batch array.
+#[test]
+fn notifications_and_batched_answers() {
+    let mut server = server();
+    let mut svc = service(&mut server, "s", &[("work", false)]);
+    let mut client = server.connect();
+    client.send_notification("work", json!({"n": 0}));
+    let note = forwarded(&mut server, &mut svc, "work");
+    assert!(note.get("id").is_none(), "forwarded as a notification: {note}");
+    assert_eq!(note["params"]["params"], json!({"n": 0}));
+    let mut other = server.connect();
+    let a = client.send_request("work", json!({"n": 1}));
+    let b = other.send_request("work", json!({"n": 2}));
+    let first = forwarded(&mut server, &mut svc, "work");
+    let second = forwarded(&mut server, &mut svc, "work");
+    svc.send_line(
+        &json!([
+            {"jsonrpc": "2.0", "id": second["id"], "result": "two"},
+            {"jsonrpc": "2.0", "id": first["id"], "result": "one"},
+        ])
+        .to_string(),
+    );
+    assert_eq!(server.wait_response(&mut client, a)["result"], "one");
+    assert_eq!(server.wait_response(&mut other, b)["result"], "two");
+    assert!(server.messages_before_sync(&mut client).is_empty(), "no answer to the notification");
+}
+
+/// Registering while logged in is refused, and a service cannot log in.
+#[test]
+fn logged_in_connections_cannot_register() {
+    let mut server = server();
+    let mut client = server.connect();
+    server.login(&mut client, "netease1", "123");
+    let reply = server.request(&mut client, "service_register", json!({"key": KEY, "name": "x", "methods": []}));
+    assert_eq!(error_code(&reply), Some(1005));
+}

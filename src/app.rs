@@ -13,6 +13,7 @@ use portcullis_rpc::{RpcConfig, RpcPlugin};
 use portcullis_runtime::{
     FrameMetricsAppExt, FrameMetricsPlugin, FrameWaker, RunnerConfig, RunnerPlugin, SignalPlugin, Signals,
 };
+use portcullis_services::{ServicesConfig, ServicesPlugin};
 use portcullis_session::{SessionConfig, SessionIndex, SessionPlugin};
 use portcullis_store::{Store, StoreConfig};
 use portcullis_userdata::{UserDataConfig, UserDataPlugin};
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     /// Storage (with the demo accounts by default, as `serve` without
     /// `--no-demo-accounts`, docs/cli.md).
     pub store: StoreConfig,
+    /// Backend services (`--service-key`, `--service-timeout`, `--service-wait`; off without a key).
+    pub services: ServicesConfig,
     /// How often frame metrics are logged (`--metrics-every`, [`FrameMetricsPlugin`]).
     pub metrics_every: Duration,
     /// The admin listener (`--admin-listen`, `--admin-token`); `None`: off,
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             accounts: AccountsConfig::default(),
             userdata: UserDataConfig::default(),
             store: StoreConfig { demo_accounts: true, ..StoreConfig::new("portcullis.db") },
+            services: ServicesConfig::defaults(),
             metrics_every: Duration::from_secs(10),
             admin: None,
         }
@@ -147,7 +151,8 @@ pub fn build_server_app(config: &ServerConfig) -> Result<(App, Signals), ServeEr
                 .set(RpcPlugin { config: config.rpc.clone() })
                 .set(SessionPlugin::with_store(config.session.clone(), store))
                 .set(AccountsPlugin { config: config.accounts.clone() })
-                .set(UserDataPlugin { config: config.userdata.clone() }),
+                .set(UserDataPlugin { config: config.userdata.clone() })
+                .set(ServicesPlugin::new(config.services.clone())),
         )
         .add_plugins(FrameMetricsPlugin::every(config.metrics_every))
         .add_frame_gauge("connections", |world| {

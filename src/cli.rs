@@ -16,6 +16,7 @@ use portcullis_store::StoreConfig;
 use portcullis_userdata::UserDataConfig;
 
 use crate::app::ServerConfig;
+use portcullis_services::ServicesConfig;
 
 /// Portcullis: a headless game server (JSON-RPC over TCP, SQLite accounts,
 /// one session per account).
@@ -195,6 +196,15 @@ pub struct ServeArgs {
     /// Most members of one JSON-RPC batch (docs/protocol.md §2).
     #[arg(long, env = "PORTCULLIS_MAX_BATCH", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch: u32,
+    /// Shared secret of backend services (docs/protocol.md §8); without it services cannot register.
+    #[arg(long, env = "PORTCULLIS_SERVICE_KEY", hide_env_values = true)]
+    pub service_key: Option<String>,
+    /// A forwarded request not answered by its service within this gets SERVICE_UNAVAILABLE.
+    #[arg(long, env = "PORTCULLIS_SERVICE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub service_timeout: Duration,
+    /// A request for a method whose services are all gone waits this long for one to register it again.
+    #[arg(long, env = "PORTCULLIS_SERVICE_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub service_wait: Duration,
     /// Do not create netease1..3 in a new database.
     #[arg(long, env = "PORTCULLIS_NO_DEMO_ACCOUNTS", action = ArgAction::SetTrue, value_parser = switch())]
     pub no_demo_accounts: bool,
@@ -262,6 +272,12 @@ impl From<&ServeArgs> for ServerConfig {
                 node_name: args.node_name.clone().unwrap_or_else(portcullis_store::default_node_name),
                 node_lease: args.node_lease,
                 ..StoreConfig::new(&args.db)
+            },
+            services: ServicesConfig {
+                key: args.service_key.clone().filter(|k| !k.is_empty()),
+                call_timeout: args.service_timeout,
+                wait: args.service_wait,
+                ..ServicesConfig::defaults()
             },
             metrics_every: args.metrics_every,
             admin: args
@@ -387,5 +403,25 @@ mod tests {
                 assert_eq!(matches.get_one::<bool>(arg.get_id().as_str()), Some(&expected), "{env}={value}");
             }
         }
+    }
+
+    /// The service flags reach the gateway's settings (docs/cli.md); an empty key is no key.
+    #[test]
+    fn service_flags() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            match cli.command {
+                Some(Command::Serve(serve)) => ServerConfig::from(serve.as_ref()).services,
+                _ => panic!("not serve"),
+            }
+        };
+        let on =
+            parse(&["portcullis", "serve", "--service-key", "k", "--service-timeout", "2s", "--service-wait", "1s"]);
+        assert_eq!(on.key.as_deref(), Some("k"));
+        assert_eq!((on.call_timeout, on.wait), (Duration::from_secs(2), Duration::from_secs(1)));
+        let off = parse(&["portcullis", "serve"]);
+        assert_eq!(off.key, None);
+        assert_eq!((off.call_timeout, off.wait), (Duration::from_secs(10), Duration::from_secs(5)));
+        assert_eq!(parse(&["portcullis", "serve", "--service-key", ""]).key, None);
     }
 }

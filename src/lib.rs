@@ -43,7 +43,7 @@
 //! Each concept lives in its crate, re-exported here: [`runtime`] (runner,
 //! waker, signals, shutdown phases, frame metrics), [`net`] (connections),
 //! [`rpc`] (JSON-RPC), [`session`] (login and the kick/save machine),
-//! [`store`] (SQLite), [`groups`]. [`app`] assembles the `serve` app and
+//! [`store`] (SQLite), [`groups`], [`services`] (the gateway, docs/services.md). [`app`] assembles the `serve` app and
 //! [`cli`] its command line (docs/cli.md).
 #![forbid(unsafe_code)]
 
@@ -65,6 +65,7 @@ pub use portcullis_groups as groups;
 pub use portcullis_net as net;
 pub use portcullis_rpc as rpc;
 pub use portcullis_runtime as runtime;
+pub use portcullis_services as services;
 pub use portcullis_session as session;
 pub use portcullis_store as store;
 /// The test harness for system-level tests of games (`TestServer`,
@@ -79,7 +80,8 @@ pub use portcullis_userdata as userdata;
 /// [`runtime::SignalPlugin`]: SIGINT/SIGTERM drain and exit 0, a second
 /// signal exits at once), then the network, JSON-RPC, sessions, accounts
 /// (login, register, change_password), user data (save, load, the mirror)
-/// and session groups (docs/groups.md).
+/// session groups (docs/groups.md) and backend services (docs/services.md;
+/// off until [`services::ServicesPlugin`] is set with a key).
 ///
 /// Like Bevy's `DefaultPlugins`, configure members with `.set(...)` and
 /// leave one out with `.disable::<...>()`:
@@ -106,6 +108,7 @@ impl PluginGroup for ServerPlugins {
             .add(portcullis_accounts::AccountsPlugin::default())
             .add(portcullis_userdata::UserDataPlugin::default())
             .add(portcullis_groups::GroupsPlugin::default())
+            .add(portcullis_services::ServicesPlugin::default())
     }
 }
 

@@ -262,6 +262,26 @@ async fn sessions_lists_every_connection_with_its_state_and_transport() {
     drop(stranger);
 }
 
+/// A registered backend service is listed as `"state":"service"` (docs/cli.md,
+/// docs/services.md), not as a connection waiting to log in.
+#[tokio::test]
+async fn a_backend_service_is_listed_as_service() {
+    let (_dir, server, admin) = admin_server(&["--service-key", "svc-key"]);
+    let mut service = server.connect().await;
+    let registered = service
+        .call(
+            "service_register",
+            json!({"key": "svc-key", "name": "board", "methods": [{"name": "board.top", "auth": false}]}),
+        )
+        .await;
+    assert!(registered.get("result").is_some(), "{registered}");
+    let list = http(admin, "GET", "/api/sessions", Some(TOKEN), None).json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["state"], "service", "{list:?}");
+    assert!(list[0]["account"].is_null(), "{list:?}");
+}
+
 #[tokio::test]
 async fn kick_by_account_or_conn_says_admin_and_lets_the_session_save_first() {
     let (_dir, server, admin) = admin_server(&[]);

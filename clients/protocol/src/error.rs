@@ -39,8 +39,12 @@ pub enum ErrorCode {
     AccountExists,
     /// 1010: account name or password breaks the rules of `register`.
     InvalidAccount,
-    /// 1011: the server is shutting down, or its storage queue is full.
+    /// 1011: the server is shutting down, or its storage queue is full (also:
+    /// every backend service of the method is full, docs/protocol.md §8).
     ServerBusy,
+    /// 1012: the method belongs to a backend service and no service for it
+    /// answered in time (docs/protocol.md §8).
+    ServiceUnavailable,
     /// A code this version does not know (seen by clients talking to newer servers,
     /// or used by game methods for their own errors).
     Other(i64),
@@ -66,6 +70,7 @@ impl ErrorCode {
             Self::AccountExists => 1009,
             Self::InvalidAccount => 1010,
             Self::ServerBusy => 1011,
+            Self::ServiceUnavailable => 1012,
             Self::Other(code) => code,
         }
     }
@@ -89,6 +94,7 @@ impl ErrorCode {
             1009 => Self::AccountExists,
             1010 => Self::InvalidAccount,
             1011 => Self::ServerBusy,
+            1012 => Self::ServiceUnavailable,
             other => Self::Other(other),
         }
     }
@@ -112,6 +118,7 @@ impl ErrorCode {
             Self::AccountExists => "ACCOUNT_EXISTS",
             Self::InvalidAccount => "INVALID_ACCOUNT",
             Self::ServerBusy => "SERVER_BUSY",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::Other(_) => "OTHER",
         }
     }
@@ -135,6 +142,7 @@ impl ErrorCode {
             Self::AccountExists => "account exists",
             Self::InvalidAccount => "invalid account name or password",
             Self::ServerBusy => "server busy",
+            Self::ServiceUnavailable => "service unavailable",
             Self::Other(_) => "error",
         }
     }
@@ -201,7 +209,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for code in [-32700, -32600, -32601, -32602, -32603, 1001, 1005, 1011, 4242] {
+        for code in [-32700, -32600, -32601, -32602, -32603, 1001, 1005, 1011, 1012, 4242] {
             assert_eq!(ErrorCode::from_code(code).code(), code);
         }
         assert_eq!(ErrorCode::from_code(1007), ErrorCode::RateLimited);

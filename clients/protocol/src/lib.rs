@@ -26,12 +26,14 @@ mod id;
 mod line;
 mod messages;
 mod reason;
+mod services;
 
 pub use error::{ErrorCode, RpcError};
 pub use id::RequestId;
-pub use line::{error_line, notification_line, result_line, result_line_of};
+pub use line::{error_line, notification_line, raw_error_line, result_line, result_line_of};
 pub use messages::*;
 pub use reason::DisconnectReason;
+pub use services::*;
 
 /// Names of the built-in methods (docs/protocol.md §4, docs/groups.md).
 pub mod method {

@@ -62,6 +62,20 @@ pub fn error_line(id: &RequestId, error: &RpcError) -> String {
     })
 }
 
+/// `{"jsonrpc":"2.0","id":ID,"error":ERROR}` where `error_json` is the JSON
+/// text of an error object, written as it is (an error relayed unchanged,
+/// docs/protocol.md §8).
+pub fn raw_error_line(id: &RequestId, error_json: &str) -> String {
+    let id = id.to_json();
+    let mut line = String::with_capacity(35 + id.len() + error_json.len());
+    line.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    line.push_str(&id);
+    line.push_str(r#","error":"#);
+    line.push_str(error_json);
+    line.push('}');
+    line
+}
+
 /// `{"jsonrpc":"2.0","method":M,"params":P}`.
 pub fn notification_line<P: Serialize + ?Sized>(method: &str, params: &P) -> Result<String, serde_json::Error> {
     #[derive(Serialize)]

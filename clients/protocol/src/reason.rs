@@ -71,6 +71,22 @@ impl DisconnectReason {
             Self::ClientRequest => "client_request",
         }
     }
+
+    /// The reason for its wire string (`None` for any other text).
+    pub fn from_wire(text: &str) -> Option<Self> {
+        Some(match text {
+            "duplicate_login" => Self::DuplicateLogin,
+            "server_shutdown" => Self::ServerShutdown,
+            "idle_timeout" => Self::IdleTimeout,
+            "admin" => Self::Admin,
+            "login_timeout" => Self::LoginTimeout,
+            "protocol_error" => Self::ProtocolError,
+            "rate_limited" => Self::RateLimited,
+            "server_full" => Self::ServerFull,
+            "client_request" => Self::ClientRequest,
+            _ => return None,
+        })
+    }
 }
 
 impl std::fmt::Display for DisconnectReason {

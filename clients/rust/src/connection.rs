@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 use portcullis_protocol::{ErrorCode, method, notification};
 
 use super::transport::{FrameSink, FrameStream};
-use super::{ClientConfig, ClientError, ClientEvent, LoginResult, Notification, SaveResult};
+use super::{ClientConfig, ClientError, ClientEvent, IncomingRequest, LoginResult, Notification, SaveResult};
 
 /// How long the writer may take, once the connection is closed, to end the
 /// stream politely (flush, TLS `close_notify`, WebSocket Close frame) before
@@ -434,6 +434,13 @@ impl Connection {
                 Ok(())
             }
             (true, None) => self.handle_response(message, line),
+            // A request from the server: only a backend service gets these (docs/protocol.md §8).
+            (true, Some(Value::String(method))) => {
+                let id = message.remove("id").unwrap_or(Value::Null);
+                let params = Notification::new(String::new(), message.remove("params")).params;
+                self.emit(ClientEvent::Request(IncomingRequest { id, method, params }));
+                Ok(())
+            }
             _ => Err(format!("server sent neither a response nor a notification: {}", excerpt(line))),
         }
     }

@@ -32,6 +32,10 @@
 //! - Kick (§5–§7): on `kicked` the client at once sends `userdata_save` with
 //!   the data given to [`Client::set_save_data`] or
 //!   [`Client::set_save_provider`].
+//! - Backend services (docs/services.md): [`Service`] registers a process
+//!   as a service with the server's key, answers the clients' calls the
+//!   server forwards to it with typed handlers, hears `session_started` /
+//!   `session_ended`, and notifies or kicks clients ([`ServiceHandle`]).
 //! - It never reconnects. Dropping the last `Client` handle closes the
 //!   connection (with a WebSocket Close frame, status 1000, on `ws://`/`wss://`).
 //!
@@ -66,16 +70,18 @@ mod connection;
 mod endpoint;
 mod error;
 mod messages;
+mod service;
 mod transport;
 
 pub use config::ClientConfig;
 pub use endpoint::{Endpoint, IntoEndpoint, Transport};
 pub use error::ClientError;
-pub use messages::{ClientEvent, Notification};
+pub use messages::{ClientEvent, IncomingRequest, Notification};
 /// The wire types, shared with the server: a game client needs no other crate.
 pub use portcullis_protocol::{
     self as protocol, DisconnectReason, ErrorCode, LoadResult, LoginResult, PingResult, RegisterResult, SaveResult,
 };
+pub use service::{Call, Service, ServiceBuilder, ServiceHandle, SessionEvent};
 
 use std::fmt;
 use std::sync::Arc;

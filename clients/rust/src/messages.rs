@@ -56,6 +56,22 @@ pub enum ClientEvent {
     /// `-32700` answer to a malformed line sent with
     /// [`Client::send_raw_line`](super::Client::send_raw_line) (docs/protocol.md §1).
     Unmatched(Value),
+    /// A request from the server (a message with `method` and `id`): the
+    /// forwarded client calls a backend service receives (docs/protocol.md
+    /// §8). Answer it with [`Client::send_raw_line`](super::Client::send_raw_line),
+    /// or let [`Service`](crate::Service) do it.
+    Request(IncomingRequest),
+}
+
+/// A request the server sent to this connection (docs/protocol.md §8).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingRequest {
+    /// Its `id`, to answer under.
+    pub id: Value,
+    /// The method.
+    pub method: String,
+    /// Its `params` (`{}` when missing).
+    pub params: Value,
 }
 
 impl ClientEvent {

@@ -18,6 +18,7 @@ use portcullis_net::{
 use portcullis_protocol::DisconnectReason;
 use portcullis_rpc::{Rpc, notification_line};
 use portcullis_runtime::{FrameWaker, RequestShutdown};
+use portcullis_services::ServiceConnection;
 use portcullis_session::{Kick, Session, SessionIndex, SessionState, StoreHandle};
 
 use crate::api::{BroadcastResult, KickRequest, KickResult, SessionInfo};
@@ -148,10 +149,14 @@ impl Default for WorldGauges {
 }
 
 /// The `state` of a connection in the admin API; `None` for one that is
-/// closed already (left out of the list). A connection without a
-/// [`Session`] is not a client session (a backend service's): `service`.
-pub fn state_label(session: Option<&Session>) -> Option<&'static str> {
+/// closed already (left out of the list). A backend service's connection
+/// (`service` true: it has a [`ServiceConnection`], docs/services.md), or
+/// one without a [`Session`], is `service`.
+pub fn state_label(session: Option<&Session>, service: bool) -> Option<&'static str> {
     let Some(session) = session else { return Some("service") };
+    if service && !matches!(session.state(), SessionState::Closed) {
+        return Some("service");
+    }
     match session.state() {
         SessionState::AwaitingLogin => Some("awaiting_login"),
         SessionState::WaitingTakeover { .. } => Some("waiting_takeover"),
@@ -253,7 +258,7 @@ pub(crate) fn start_admin_listener(world: &mut World) {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn answer_admin_calls(
     inbox: Res<AdminInbox>,
-    connections: Query<(Entity, &Connection, Option<&Session>, Option<&ConnectedAt>)>,
+    connections: Query<(Entity, &Connection, Option<&Session>, Option<&ConnectedAt>, Has<ServiceConnection>)>,
     sessions: Res<SessionIndex>,
     index: Res<ConnectionIndex>,
     rpc: Rpc,
@@ -268,12 +273,12 @@ pub(crate) fn answer_admin_calls(
                 if let Some(gauges) = &gauges {
                     let (mut tcp, mut ws) = (0u64, 0u64);
                     let mut states = [0u64; SESSION_STATES.len()];
-                    for (_, conn, session, _) in &connections {
+                    for (_, conn, session, _, service) in &connections {
                         match conn.transport() {
                             Transport::WebSocket { .. } => ws += 1,
                             _ => tcp += 1,
                         }
-                        if let Some(label) = state_label(session)
+                        if let Some(label) = state_label(session, service)
                             && let Some(i) = SESSION_STATES.iter().position(|s| *s == label)
                         {
                             states[i] += 1;
@@ -293,8 +298,8 @@ pub(crate) fn answer_admin_calls(
                 let now = time.elapsed();
                 let mut list: Vec<SessionInfo> = connections
                     .iter()
-                    .filter_map(|(_, conn, session, at)| {
-                        let state = state_label(session)?;
+                    .filter_map(|(_, conn, session, at, service)| {
+                        let state = state_label(session, service)?;
                         Some(SessionInfo {
                             conn: conn.id().0,
                             account: account_of(session),
@@ -317,7 +322,7 @@ pub(crate) fn answer_admin_calls(
                     (None, None) => None,
                 };
                 let live = entity.filter(|e| {
-                    connections.get(*e).is_ok_and(|(_, conn, session, _)| {
+                    connections.get(*e).is_ok_and(|(_, conn, session, _, _)| {
                         !conn.is_closing() && session.is_none_or(|s| !matches!(s.state(), SessionState::Closed))
                     })
                 });
@@ -330,7 +335,7 @@ pub(crate) fn answer_admin_calls(
             AdminRequest::Broadcast { method, params } => {
                 let mut delivered = 0;
                 if let Ok(line) = notification_line(&method, &params) {
-                    for (entity, _, session, _) in &connections {
+                    for (entity, _, session, _, _) in &connections {
                         if session.is_some_and(|s| matches!(s.state(), SessionState::LoggedIn { .. }))
                             && let Some(conn) = rpc.connection(entity)
                             && conn.send(line.clone()) == SendStatus::Queued

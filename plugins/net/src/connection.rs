@@ -247,6 +247,8 @@ pub struct Connection {
     shared: Arc<SharedState>,
     outbound: Box<dyn Outbound>,
     closing: AtomicBool,
+    /// The reason text of the close, when [`Connection::close_with_reason`] began it.
+    close_reason: std::sync::OnceLock<String>,
     /// Tells the ECS once when the close begins ([`crate::ConnectionClosing`]).
     closing_feed: Sender<ConnectionId>,
 }
@@ -265,7 +267,17 @@ pub enum SendStatus {
 impl Connection {
     pub(crate) fn new(id: ConnectionId, peer: SocketAddr, link: Link, closing_feed: Sender<ConnectionId>) -> Self {
         let Link { transport, shared, outbound, handshake } = link;
-        Self { id, peer, transport, handshake, shared, outbound, closing: AtomicBool::new(false), closing_feed }
+        Self {
+            id,
+            peer,
+            transport,
+            handshake,
+            shared,
+            outbound,
+            closing: AtomicBool::new(false),
+            close_reason: std::sync::OnceLock::new(),
+            closing_feed,
+        }
     }
 
     /// The connection's process-unique id (the `conn` field of log lines).
@@ -358,7 +370,21 @@ impl Connection {
         self.close_inner(Some(reason.to_owned()));
     }
 
+    /// The reason text given to [`close_with_reason`](Self::close_with_reason)
+    /// when that call began the close (`None` for any other close: the
+    /// client's, a plain [`close`](Self::close), an abort). Layers above read
+    /// it back as their own reason (e.g. why a session ended).
+    pub fn close_reason(&self) -> Option<&str> {
+        self.close_reason.get().map(String::as_str)
+    }
+
     fn close_inner(&self, reason: Option<String>) {
+        if self.is_closing() {
+            return;
+        }
+        if let Some(reason) = &reason {
+            let _ = self.close_reason.set(reason.clone());
+        }
         if !self.begin_closing() {
             return;
         }
@@ -466,6 +492,20 @@ impl Inbox {
     pub fn admit(&mut self, now: Duration, config: &crate::NetConfig) -> Admission {
         self.bucket.admit(now, config.rate_limit, config.rate_burst)
     }
+
+    /// Takes this connection out of the rate limit (docs/protocol.md §6,
+    /// "Rate"): from now on every frame is [`Admission::Admitted`]. For a
+    /// connection a layer above trusts, e.g. a backend service
+    /// (docs/protocol.md §8: "no rate limit"); the queue and output limits
+    /// still apply. There is no way back.
+    pub fn exempt_from_rate_limit(&mut self) {
+        self.bucket.exempt = true;
+    }
+
+    /// Whether [`exempt_from_rate_limit`](Self::exempt_from_rate_limit) was called.
+    pub fn is_rate_limited(&self) -> bool {
+        !self.bucket.exempt
+    }
 }
 
 /// How far back refusals count toward the rate-limit close (docs/protocol.md §6, "Rate").
@@ -477,15 +517,20 @@ pub(crate) struct RateBucket {
     tokens: f64,
     last_refill: Duration,
     refusals: VecDeque<Duration>,
+    /// Every frame is admitted ([`Inbox::exempt_from_rate_limit`]).
+    exempt: bool,
 }
 
 impl RateBucket {
     pub(crate) fn full(burst: u32, now: Duration) -> Self {
-        Self { tokens: f64::from(burst), last_refill: now, refusals: VecDeque::new() }
+        Self { tokens: f64::from(burst), last_refill: now, refusals: VecDeque::new(), exempt: false }
     }
 
     /// Takes a token for one non-blank frame arriving at `now`.
     pub(crate) fn admit(&mut self, now: Duration, rate: f64, burst: u32) -> Admission {
+        if self.exempt {
+            return Admission::Admitted;
+        }
         let elapsed = now.saturating_sub(self.last_refill).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(f64::from(burst));
         self.last_refill = now;
@@ -507,6 +552,18 @@ impl RateBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exempt bucket (a backend service's, docs/protocol.md §8) admits
+    /// every frame, however fast, and never reaches the close line.
+    #[test]
+    fn exempt_bucket_admits_everything() {
+        let t0 = Duration::from_secs(1);
+        let mut b = RateBucket::full(2, t0);
+        b.exempt = true;
+        for _ in 0..1000 {
+            assert_eq!(b.admit(t0, 1.0, 2), Admission::Admitted);
+        }
+    }
 
     #[test]
     fn bucket_starts_full_and_refills() {

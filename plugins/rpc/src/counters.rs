@@ -67,9 +67,25 @@ impl RequestCounters {
         }
     }
 
+    /// Whether the method `key` has its name filed (methods added while the
+    /// server runs get it at their first answer).
+    pub(crate) fn knows(&self, key: MethodKey) -> bool {
+        key == MethodKey::UNKNOWN || self.methods.get(key.0 as usize).is_some_and(|(name, _)| !name.is_empty())
+    }
+
     /// Counts one answered request of `method` with `result`'s code.
     pub(crate) fn count(&mut self, method: MethodKey, result: Result<(), &RpcError>) {
-        let code = code_of(result);
+        self.count_code(method, code_of(result));
+    }
+
+    /// Counts one answered request of `method`: `None` for a result, else the
+    /// numeric error code (an error relayed as it was written, e.g. by a
+    /// backend service).
+    pub(crate) fn count_error_code(&mut self, method: MethodKey, code: Option<i64>) {
+        self.count_code(method, code.unwrap_or(OK));
+    }
+
+    fn count_code(&mut self, method: MethodKey, code: i64) {
         let (name, list) = match self.methods.get_mut(method.0 as usize) {
             Some((name, list)) if method != MethodKey::UNKNOWN => (name.as_str(), list),
             _ => (UNKNOWN_METHOD, &mut self.unknown),

@@ -13,6 +13,7 @@ use crate::counters::{MethodKey, RequestCounters};
 use portcullis_protocol::{DisconnectReason, ErrorCode, RequestId, RpcError, error_line, result_line};
 
 use crate::envelope::{Envelope, Invalid, ParsedMessage, parse_message};
+use crate::raw::{AcceptsResponses, IncomingResponse, RpcResponses, parse_responses};
 use crate::registry::{Call, GateInput, Outcome, ReplyTo, RpcGates, RpcMethods};
 use crate::reply::{RpcState, close_with_goodbye};
 
@@ -100,6 +101,15 @@ pub fn dispatch_frames(world: &mut World) {
                     finish_step(world, entity, flow);
                 }
                 InboxItem::Frame { bytes, admission } => {
+                    if world.get::<AcceptsResponses>(entity).is_some()
+                        && let Some(responses) = parse_responses(&bytes)
+                    {
+                        let mut queue = world.resource_mut::<RpcResponses>();
+                        for (id, answer) in responses {
+                            queue.push(IncomingResponse { entity, id, answer });
+                        }
+                        continue;
+                    }
                     let flow = match parse_message(&bytes) {
                         ParsedMessage::Single(parsed) => {
                             handle_message(world, entity, parsed, admission, Target::Direct, &ctx)
@@ -326,6 +336,13 @@ fn handle_message(
 
 /// Counts one answered request (`portcullis_requests_total`).
 fn count(world: &mut World, key: MethodKey, result: Result<(), &RpcError>) {
+    if world.get_resource::<RequestCounters>().is_some_and(|counters| !counters.knows(key)) {
+        // A method added while the server runs (RpcMethods::insert_raw): file its name once.
+        let name = world.get_resource::<RpcMethods>().and_then(|m| m.name_of(key)).map(str::to_owned);
+        if let (Some(name), Some(mut counters)) = (name, world.get_resource_mut::<RequestCounters>()) {
+            counters.name(key, &name);
+        }
+    }
     if let Some(mut counters) = world.get_resource_mut::<RequestCounters>() {
         counters.count(key, result);
     }

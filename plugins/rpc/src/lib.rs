@@ -15,6 +15,7 @@ mod counters;
 mod dispatch;
 mod envelope;
 mod json_text;
+mod raw;
 mod registry;
 mod reply;
 
@@ -32,6 +33,7 @@ pub use json_text::*;
 pub use portcullis_protocol::{
     DisconnectReason, Empty, ErrorCode, PingResult, RequestId, RpcError, error_line, notification_line, result_line,
 };
+pub use raw::*;
 pub use registry::*;
 pub use reply::*;
 
@@ -77,6 +79,7 @@ impl Plugin for RpcPlugin {
             .init_resource::<RpcMethods>()
             .init_resource::<RequestCounters>()
             .init_resource::<RpcGates>()
+            .init_resource::<RpcResponses>()
             .init_resource::<dispatch::Tickets>()
             .init_resource::<portcullis_net::ReadyInboxes>()
             .configure_sets(PreUpdate, RpcSystems::Dispatch.after(NetSystems::Receive))

@@ -150,6 +150,22 @@ impl RpcMethods {
         self.methods.get(name)
     }
 
+    /// Adds or replaces one method; returns its key (a replaced method
+    /// keeps its key, so its request counters go on).
+    pub(crate) fn insert(&mut self, name: String, access: Access, invoke: Invoke) -> crate::MethodKey {
+        let key = match self.methods.get(&name) {
+            Some(existing) => existing.key,
+            None => crate::MethodKey(u32::try_from(self.methods.len()).unwrap_or(u32::MAX - 1)),
+        };
+        Arc::make_mut(&mut self.methods).insert(name, Method { access, invoke, key });
+        key
+    }
+
+    /// The name of the method with `key`, if one has it.
+    pub(crate) fn name_of(&self, key: crate::MethodKey) -> Option<&str> {
+        self.methods.iter().find(|(_, method)| method.key == key).map(|(name, _)| name.as_str())
+    }
+
     /// Names of every registered method, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.methods.keys().map(String::as_str).collect();
@@ -275,11 +291,7 @@ impl RpcAppExt for App {
             }
         });
         let mut methods = self.world_mut().get_resource_or_init::<RpcMethods>();
-        let key = match methods.methods.get(&name) {
-            Some(existing) => existing.key,
-            None => crate::MethodKey(u32::try_from(methods.methods.len()).unwrap_or(u32::MAX - 1)),
-        };
-        Arc::make_mut(&mut methods.methods).insert(name.clone(), Method { access, invoke, key });
+        let key = methods.insert(name.clone(), access, invoke);
         self.world_mut().get_resource_or_init::<crate::RequestCounters>().name(key, &name);
         self
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::batch::{Batch, Filled};
 use crate::registry::ReplyTo;
 use portcullis_protocol::{
-    DisconnectReason, ErrorCode, RpcError, error_line, notification, notification_line, result_line,
+    DisconnectReason, ErrorCode, RpcError, error_line, notification, notification_line, raw_error_line, result_line,
 };
 
 /// JSON-RPC bookkeeping of one connection. Inserted on every connection
@@ -117,7 +117,26 @@ impl Rpc<'_, '_> {
     /// A batch member's answer goes into its batch's array, which is sent
     /// once every member is answered (docs/protocol.md §2).
     pub fn respond<R: Serialize>(&mut self, to: &ReplyTo, result: Result<R, RpcError>) {
-        if let Some((line, error)) = answer_line_and_error(to, result)
+        let answer = answer_line_and_error(to, result).map(|(line, error)| (line, error.map(|e| e.code.code())));
+        self.respond_line(to, answer);
+    }
+
+    /// Like [`respond`](Self::respond), with the answer as JSON text sent as
+    /// it is: `Ok(result)` or `Err(error object)` (an answer relayed
+    /// unchanged from a backend service, docs/protocol.md §8). The text must
+    /// be valid JSON (e.g. a `RawValue` read off the wire).
+    pub fn respond_raw(&mut self, to: &ReplyTo, answer: Result<&str, &str>) {
+        let answer = to.id.as_ref().map(|id| match answer {
+            Ok(result) => (result_line(id, result), None),
+            Err(error) => (raw_error_line(id, error), Some(raw_error_code(error))),
+        });
+        self.respond_line(to, answer);
+    }
+
+    /// Sends `answer` (its line and, for an error, its numeric code, for
+    /// `portcullis_requests_total`) and releases the hold of `to`.
+    fn respond_line(&mut self, to: &ReplyTo, answer: Option<(String, Option<i64>)>) {
+        if let Some((line, error)) = answer
             && let Ok((conn, state)) = self.connections.get_mut(to.entity)
         {
             let filled = match state {
@@ -125,7 +144,7 @@ impl Rpc<'_, '_> {
                     if let Some(key) = state.answered(to.ticket)
                         && let Some(counters) = self.counters.as_mut()
                     {
-                        counters.count(key, error.as_ref().map_or(Ok(()), Err));
+                        counters.count_error_code(key, error);
                     }
                     state.fill_entry(to.ticket, line)
                 }
@@ -211,6 +230,15 @@ fn answer_line_and_error<R: Serialize>(
         Ok(json) => (result_line(id, &json), None),
         Err(error) => (error_line(id, &error), Some(error)),
     })
+}
+
+/// The `code` of an error object written as JSON text (0 when it has none).
+fn raw_error_code(error: &str) -> i64 {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: Option<i64>,
+    }
+    serde_json::from_str::<Code>(error).ok().and_then(|c| c.code).unwrap_or(0)
 }
 
 /// Sends `lines` (the arrays of batches cut short), then `disconnected

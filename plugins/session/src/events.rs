@@ -1,6 +1,7 @@
 //! Life-cycle events of sessions, and the kick request game code can trigger.
 
 use bevy_ecs::prelude::*;
+use portcullis_protocol::SessionEndReason;
 use portcullis_rpc::DisconnectReason;
 use portcullis_store::Account;
 
@@ -21,6 +22,10 @@ pub struct LoggedOut {
     pub entity: Entity,
     /// The account.
     pub account: Account,
+    /// Why: `logout`, the reason the server closed the connection with (a
+    /// kick's reason, `client_request`, ...), or `client_closed` when the
+    /// client (or its transport) closed first (docs/protocol.md §8, `session_ended`).
+    pub reason: SessionEndReason,
 }
 
 /// Triggered on a connection's entity when the server starts to kick its

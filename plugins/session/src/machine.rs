@@ -25,7 +25,7 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
 use bevy_time::{Real, Time};
 use portcullis_net::Connection;
-use portcullis_protocol::{LoginResult, notification};
+use portcullis_protocol::{LoginResult, SessionEndReason, notification};
 use portcullis_rpc::{DisconnectReason, ErrorCode, ReplyTo, Rpc, RpcError};
 use portcullis_store::{Account, ClaimOutcome, StoreFailure, StoreOk, StoreRequest, SubmitError};
 use serde_json::json;
@@ -104,6 +104,11 @@ impl<'w, 's> SessionCtx<'w, 's> {
     /// The connection of a session's entity (its peer address, id, ...).
     pub fn connection(&self, entity: Entity) -> Option<&Connection> {
         self.sessions.get(entity).ok().map(|(_, _, conn)| conn)
+    }
+
+    /// The indexes of sessions (by account, token, ...), to find a session.
+    pub fn index(&self) -> &SessionIndex {
+        &self.index
     }
 
     /// The live token of `entity` as the transitions see it (only while logged in or kicking).
@@ -540,7 +545,24 @@ impl<'w, 's> SessionCtx<'w, 's> {
         self.write(entity, card);
         self.rpc.disconnect(entity, reason);
         self.schedule(entity);
-        self.forget_session(entity, account, token.as_ref());
+        self.forget_session(entity, account, token.as_ref(), SessionEndReason::Closed(reason));
+    }
+
+    /// Transition: awaiting login → awaiting login *without* a login deadline,
+    /// for a connection that proved itself another way than `login` (a
+    /// backend service registered with the shared key, docs/protocol.md §8:
+    /// "no login deadline"). Its [`LoginDeadline`] goes; the idle timer still
+    /// applies (§6). Returns whether the connection was awaiting login (in
+    /// any other state nothing changes).
+    pub fn lift_login_deadline(&mut self, entity: Entity) -> bool {
+        let Some(mut card) = self.card(entity).map(CardRef::to_owned) else { return false };
+        if !matches!(card.session.state, SessionState::AwaitingLogin) {
+            return false;
+        }
+        card.deadline = None;
+        self.write(entity, card);
+        self.schedule(entity);
+        true
     }
 
     /// Transition: logged in → awaiting login (`logout`, §4): the [`Token`]
@@ -558,7 +580,7 @@ impl<'w, 's> SessionCtx<'w, 's> {
         self.write(entity, card);
         bevy_log::info!(account = %account.name, "logged out");
         self.schedule(entity);
-        self.forget_session(entity, account, token.as_ref());
+        self.forget_session(entity, account, token.as_ref(), SessionEndReason::Logout);
     }
 
     /// Transition: any state → closed, for a connection that is not logged in
@@ -578,7 +600,7 @@ impl<'w, 's> SessionCtx<'w, 's> {
         self.schedule(entity);
         self.rpc.disconnect(entity, reason);
         if let Some((account, token)) = ended {
-            self.forget_session(entity, account, Some(&token));
+            self.forget_session(entity, account, Some(&token), SessionEndReason::Closed(reason));
         }
     }
 
@@ -599,7 +621,13 @@ impl<'w, 's> SessionCtx<'w, 's> {
         self.schedule(entity);
         match old {
             SessionState::LoggedIn { account } | SessionState::Kicking { account, .. } => {
-                self.forget_session(entity, account, token.as_ref());
+                // The reason the server gave its close, else the client closed first.
+                let reason = self
+                    .connection(entity)
+                    .and_then(Connection::close_reason)
+                    .and_then(DisconnectReason::from_wire)
+                    .map_or(SessionEndReason::ClientClosed, SessionEndReason::Closed);
+                self.forget_session(entity, account, token.as_ref(), reason);
             }
             SessionState::WaitingTakeover { account, .. } => {
                 if self.index.takeovers.get(&account.id) == Some(&entity) {
@@ -616,7 +644,7 @@ impl<'w, 's> SessionCtx<'w, 's> {
 
     /// Removes a session from the indexes (its token is dead from here on)
     /// and continues a takeover of its account.
-    fn forget_session(&mut self, entity: Entity, account: Account, token: Option<&Token>) {
+    fn forget_session(&mut self, entity: Entity, account: Account, token: Option<&Token>, reason: SessionEndReason) {
         if self.index.by_account.get(&account.id) == Some(&entity) {
             self.index.by_account.remove(&account.id);
             self.index.by_name.remove(&account.name.to_ascii_lowercase());
@@ -625,7 +653,7 @@ impl<'w, 's> SessionCtx<'w, 's> {
             self.index.by_token.remove(token.as_str());
         }
         let account_id = account.id;
-        self.commands.trigger(LoggedOut { entity, account });
+        self.commands.trigger(LoggedOut { entity, account, reason });
         if self.shared() && !self.index.takeovers.contains_key(&account_id) {
             // No login of this node takes it over: the claim goes (to the node waiting for it, if any).
             self.release_claim(account_id);

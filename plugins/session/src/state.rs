@@ -110,7 +110,9 @@ impl Session {
 /// When a connection that has not logged in is closed with `login_timeout`
 /// (`Time<Real>` elapsed, docs/protocol.md §6). On the entity only while its
 /// [`Session`] awaits login; inserted at connect and at `logout`, removed at
-/// login and close, only by the transitions in `machine.rs`.
+/// login and close (and by [`SessionCtx::lift_login_deadline`](crate::SessionCtx::lift_login_deadline)
+/// for a connection exempt from the deadline, e.g. a backend service), only
+/// by the transitions in `machine.rs`.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 #[component(immutable)]
 pub struct LoginDeadline(pub Duration);

@@ -25,6 +25,9 @@ pub enum Workload {
     /// of the previous one (across two nodes with a PostgreSQL `--db`, on one
     /// node with SQLite): takeover latency without the kicked client's save.
     Takeover,
+    /// The ping load through a backend service (an echo service in this
+    /// process, docs/services.md) against the built-in `ping`, on one server.
+    Forward,
 }
 
 impl Workload {
@@ -37,13 +40,14 @@ impl Workload {
             Self::Login => "login",
             Self::Hold => "hold",
             Self::Takeover => "takeover",
+            Self::Forward => "forward",
         }
     }
 
     /// Connections when `--connections` is not given.
     pub fn default_connections(self) -> usize {
         match self {
-            Self::EchoLimit | Self::Ping | Self::Save => 64,
+            Self::EchoLimit | Self::Ping | Self::Save | Self::Forward => 64,
             Self::Login => 4,
             Self::Hold => 1000,
             Self::Takeover => 1,
@@ -53,7 +57,7 @@ impl Workload {
     /// Requests in flight per connection when `--in-flight` is not given.
     pub fn default_in_flight(self) -> usize {
         match self {
-            Self::EchoLimit | Self::Ping => 16,
+            Self::EchoLimit | Self::Ping | Self::Forward => 16,
             Self::Save | Self::Login | Self::Hold | Self::Takeover => 1,
         }
     }

@@ -286,6 +286,32 @@ impl Lane for PingLane {
     }
 }
 
+/// Requests of any method with empty params:
+/// `{"jsonrpc":"2.0","id":N,"method":M,"params":{}}` (`ping` without params,
+/// as [`PingLane`]).
+#[derive(Debug, Clone)]
+pub struct MethodLane {
+    /// Everything after the id, with the `\n`.
+    tail: Vec<u8>,
+}
+
+impl MethodLane {
+    /// Requests of `method`.
+    pub fn new(method: &str) -> Self {
+        let name = serde_json::to_string(method).unwrap_or_else(|_| "\"ping\"".to_owned());
+        let params = if method == "ping" { "" } else { ",\"params\":{}" };
+        Self { tail: format!(",\"method\":{name}{params}}}\n").into_bytes() }
+    }
+}
+
+impl Lane for MethodLane {
+    fn request(&mut self, id: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        push_u64(out, id);
+        out.extend_from_slice(&self.tail);
+    }
+}
+
 /// Logs in on `conn` with a password; returns the token.
 ///
 /// # Errors
@@ -329,5 +355,13 @@ mod tests {
             out,
             b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":9223372036854775807,\"method\":\"ping\"}\n"
         );
+        let (mut ping, mut echo) = (MethodLane::new("ping"), MethodLane::new("echo"));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        ping.request(3, &mut a);
+        PingLane.request(3, &mut b);
+        assert_eq!(a, b);
+        a.clear();
+        echo.request(4, &mut a);
+        assert_eq!(a, b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"echo\",\"params\":{}}\n");
     }
 }

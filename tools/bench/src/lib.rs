@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Workloads ([`Workload`]): `echo-limit`, `ping`, `save`, `login`, `hold`,
-//! `takeover`. `--db postgres://…` runs them on the cluster store.
+//! `takeover`, `forward`. `--db postgres://…` runs them on the cluster store.
 //! Each returns a [`Report`], printed as tables or, with `--json`, as one
 //! JSON object. `--connect ADDR` loads a server that is already running
 //! instead of starting one (server-side figures are then left out).
@@ -34,6 +34,7 @@ mod args;
 mod child;
 pub mod echo;
 mod error;
+mod forward;
 mod hold;
 pub mod lean;
 mod load;
@@ -147,6 +148,7 @@ pub fn run(args: &BenchArgs, progress: &mut dyn Write) -> Result<Report, BenchEr
         Workload::Login => login::run(args, &rt, progress),
         Workload::Hold => hold::run(args, &rt, progress),
         Workload::Takeover => takeover::run(args, &rt, progress),
+        Workload::Forward => forward::run(args, &rt, progress),
     };
     // Client tasks still closing their sockets must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::child::{ChildServer, ServeOptions};
-use super::lean::{self, Lane, LaneOutcome, LineConn, PingLane};
+use super::lean::{self, Lane, LaneOutcome, LineConn, MethodLane};
 use super::load::{self, CpuUse};
 use super::report::{Report, Table, Target, bytes, micros, ratio, thousands};
 use super::stats::{FrameSummary, LatencySummary, round1};
@@ -105,6 +105,17 @@ pub async fn ping_load(
     plan: Plan,
     metrics_every: Duration,
 ) -> Result<PingRun, BenchError> {
+    method_load(addr, server, plan, metrics_every, "ping").await
+}
+
+/// [`ping_load`] calling `method` (with `{}`) instead of `ping`.
+pub async fn method_load(
+    addr: SocketAddr,
+    server: Option<&ChildServer>,
+    plan: Plan,
+    metrics_every: Duration,
+    method: &'static str,
+) -> Result<PingRun, BenchError> {
     let setup_limit = Duration::from_secs(120);
     let rss_before = server.and_then(|s| s.rss_bytes().ok());
     let conns = load::bounded(
@@ -114,7 +125,7 @@ pub async fn ping_load(
             let mut conn = LineConn::connect(addr).await?;
             let id = conn.take_id();
             let mut line = Vec::new();
-            PingLane.request(id, &mut line);
+            MethodLane::new(method).request(id, &mut line);
             let answer = conn.call(id, &line).await?;
             match lean::classify(&answer) {
                 lean::Answer::Ok => Ok(conn),
@@ -133,7 +144,7 @@ pub async fn ping_load(
         .into_iter()
         .map(|mut conn| {
             tokio::spawn(async move {
-                let outcome = conn.drive(&mut PingLane, depth, start, end).await;
+                let outcome = conn.drive(&mut MethodLane::new(method), depth, start, end).await;
                 conn.close().await;
                 outcome
             })

@@ -120,3 +120,11 @@ fn hold_runs() {
     assert_eq!(report["results"]["portcullis"]["held"], Value::from(2), "{report}");
     assert!(report["results"]["portcullis"]["server_rss_after_bytes"].as_u64().is_some(), "{report}");
 }
+
+#[test]
+fn forward_runs() {
+    let report = bench(&["forward"]);
+    assert!(report["results"]["forwarded"]["requests"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert_eq!(report["results"]["forwarded"]["errors"], Value::from(0), "{report}");
+    assert!(report["results"]["hop_latency_p50_us"].as_u64().is_some(), "{report}");
+}

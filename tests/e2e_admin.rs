@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::browser::Browser;
 use common::{Conn, Server, WAIT, start_fresh};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -550,152 +551,43 @@ async fn the_admin_subcommand_lists_kicks_broadcasts_and_shuts_down() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("cannot reach"));
 }
 
-// ---- The console in headless Chromium (Chrome DevTools Protocol over WebSocket) ----
+// ---- The console in headless Chromium (tests/common/browser.rs) ----
 
-type Cdp = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-struct Page {
-    ws: Cdp,
-    next: u64,
-}
-
-impl Page {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let id = self.next;
-        let message = json!({"id": id, "method": method, "params": params}).to_string();
-        self.ws.send(Message::text(message)).await.unwrap();
-        loop {
-            let frame = timeout(WAIT * 2, self.ws.next()).await.expect("CDP answer in time").unwrap().unwrap();
-            let Message::Text(text) = frame else { continue };
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if value["id"] == json!(id) {
-                assert!(value.get("error").is_none(), "{method}: {value}");
-                return value["result"].clone();
-            }
-        }
-    }
-
-    async fn eval(&mut self, expression: &str) -> Value {
-        let result = self.call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true})).await;
-        result["result"]["value"].clone()
-    }
-
-    /// Waits until `expression` is truthy.
-    async fn wait_for(&mut self, expression: &str) {
-        let deadline = Instant::now() + WAIT * 2;
-        while !self.eval(expression).await.as_bool().unwrap_or(false) {
-            assert!(Instant::now() < deadline, "never true in the page: {expression}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A real mouse click in the middle of the element `selector`.
-    async fn click(&mut self, selector: &str) {
-        let rect = self
-            .eval(&format!(
-                "(() => {{ const r = document.querySelector({selector:?}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
-            ))
-            .await;
-        let (x, y) = (rect[0].as_f64().unwrap(), rect[1].as_f64().unwrap());
-        for kind in ["mousePressed", "mouseReleased"] {
-            self.call(
-                "Input.dispatchMouseEvent",
-                json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
-            )
-            .await;
-        }
-    }
-}
-
-/// Where Chromium is, or `None` (the test says it is skipped; `.ci/run`
-/// installs it with `.ci/install-chromium`).
-fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists())
-}
+/// The longest the console may take to show what a step expects.
+const PAGE_WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test]
 async fn the_console_lists_a_session_and_its_kick_button_kicks_it_in_chromium() {
-    let Some(browser) = chromium() else {
-        eprintln!("skipped: no chromium (run .ci/install-chromium)");
-        return;
-    };
     let (_dir, server, admin) = admin_server(&[]);
     let (mut alice, _) = logged_in(&server, "netease1").await;
-
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(browser)
-        .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
-        .arg("--remote-debugging-port=0")
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--window-size=1280,900")
-        .arg("about:blank")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut browser_guard = KillOnDrop(Some(child.id()));
-    // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID"
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                let _ = tx.send(url.to_owned());
-            }
-        }
-    });
-    let devtools = rx.recv_timeout(Duration::from_secs(30)).expect("chromium started in time");
-    let port: u16 = devtools.trim_start_matches("ws://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
-    let debug = SocketAddr::from(([127, 0, 0, 1], port));
-    let targets = http(debug, "GET", "/json/list", None, None).json();
-    let page_ws = targets.as_array().unwrap().iter().find(|t| t["type"] == "page").unwrap()["webSocketDebuggerUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let stream = tokio::net::TcpStream::connect(debug).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(page_ws, stream).await.unwrap();
-    let mut page = Page { ws, next: 0 };
-    page.call("Page.enable", json!({})).await;
+    let Some(mut page) = Browser::open(&format!("http://{admin}/"), &[]).await else { return };
+    let shows = "document.body.innerText";
 
     // Without the token the page itself is refused.
-    page.call("Page.navigate", json!({"url": format!("http://{admin}/")})).await;
-    page.wait_for("document.readyState === 'complete' && document.body.innerText.includes('bearer token')").await;
+    page.wait_for(
+        "document.readyState === 'complete' && document.body.innerText.includes('bearer token')",
+        PAGE_WAIT,
+        shows,
+    )
+    .await;
 
-    page.call("Page.navigate", json!({"url": format!("http://{admin}/?token={TOKEN}")})).await;
+    page.navigate(&format!("http://{admin}/?token={TOKEN}")).await;
     let button = r#"button.kick[data-account="netease1"]"#;
-    page.wait_for(&format!("!!document.querySelector({button:?})")).await;
-    page.wait_for("document.getElementById('c-sessions').textContent === '1'").await;
-    page.wait_for("document.getElementById('c-logins').textContent === '1'").await;
-
-    let shot = page.call("Page.captureScreenshot", json!({"format": "png"})).await;
-    let png =
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, shot["data"].as_str().unwrap()).unwrap();
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
-    std::fs::write(&out, png).unwrap();
+    page.wait_for(&format!("!!document.querySelector({button:?})"), PAGE_WAIT, shows).await;
+    page.wait_for("document.getElementById('c-sessions').textContent === '1'", PAGE_WAIT, shows).await;
+    page.wait_for("document.getElementById('c-logins').textContent === '1'", PAGE_WAIT, shows).await;
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser").join("console.png");
+    page.screenshot(&out).await;
     eprintln!("console screenshot: {}", out.display());
 
-    // Kick, then confirm: two clicks on the same button.
-    page.click(button).await;
-    page.wait_for(&format!("document.querySelector({button:?}).textContent === 'Confirm kick'")).await;
-    page.click(button).await;
+    // Kick, then confirm: two real clicks on the same button.
+    page.mouse_click(button).await;
+    page.wait_for(&format!("document.querySelector({button:?}).textContent === 'Confirm kick'"), PAGE_WAIT, shows)
+        .await;
+    page.mouse_click(button).await;
     let kicked = alice.recv().await;
     assert_eq!(kicked["method"], "kicked");
     assert_eq!(kicked["params"]["reason"], "admin");
-    page.wait_for("document.getElementById('notice').textContent.startsWith('Kicked netease1')").await;
-    browser_guard.0 = None;
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Kills the browser if the test fails half-way.
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-        }
-    }
+    page.wait_for("document.getElementById('notice').textContent.startsWith('Kicked netease1')", PAGE_WAIT, shows)
+        .await;
 }

@@ -167,6 +167,29 @@ impl Browser {
         assert_eq!(clicked, json!(true), "no element matches {selector}");
     }
 
+    /// Loads `url` in the page (waits for the navigation to start; use
+    /// [`wait_for`](Self::wait_for) for what the page must show).
+    pub async fn navigate(&mut self, url: &str) {
+        self.command("Page.navigate", json!({"url": url})).await;
+    }
+
+    /// A real mouse click (pressed, released) in the middle of the first
+    /// element matching the CSS `selector`, as a person would click it.
+    pub async fn mouse_click(&mut self, selector: &str) {
+        let quoted = serde_json::to_string(selector).unwrap();
+        let at = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector({quoted}); if (!e) return null; \
+                 const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+            ))
+            .await;
+        let (Some(x), Some(y)) = (at[0].as_f64(), at[1].as_f64()) else { panic!("no element matches {selector}") };
+        for kind in ["mousePressed", "mouseReleased"] {
+            let event = json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1});
+            self.command("Input.dispatchMouseEvent", event).await;
+        }
+    }
+
     /// Writes a PNG screenshot of the page to `path` (directories created).
     pub async fn screenshot(&mut self, path: &Path) {
         let shot =

@@ -317,7 +317,14 @@ fn handle_message(
                 deliver(world, &reply_to, line);
             }
         }
-        Outcome::Line(line) => deliver(world, &reply_to, line),
+        Outcome::Line(line) => {
+            // A result already written into its line.
+            let awaited = world.get_mut::<RpcState>(entity).and_then(|mut state| state.answered(ticket));
+            if let Some(key) = awaited {
+                count(world, key, Ok(()));
+            }
+            deliver(world, &reply_to, line);
+        }
         Outcome::Later => {
             if let Some(mut state) = world.get_mut::<RpcState>(entity) {
                 state.held.push(ticket);

@@ -36,6 +36,12 @@ impl RpcState {
         Some(self.awaiting.swap_remove(pos).1)
     }
 
+    /// Requests of this connection that wait for their answer (0 when every
+    /// request was answered, however many came before).
+    pub fn awaiting_answers(&self) -> usize {
+        self.awaiting.len()
+    }
+
     /// Whether an unanswered request holds the connection's later frames.
     pub fn is_held(&self) -> bool {
         !self.held.is_empty()

@@ -927,3 +927,23 @@ fn huge_number_id_is_invalid_request() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_error(&got[0], -32600, &Value::Null);
 }
+
+/// Every answered request leaves the connection's bookkeeping, whichever way
+/// its answer was written (a result line built by the method, an error, a
+/// batch). If this failed, a long-lived connection would grow with every
+/// request it ever made, and its answers would stop counting in
+/// `portcullis_requests_total`.
+#[test]
+fn answered_requests_leave_no_bookkeeping_behind() {
+    let mut server = TestServer::new();
+    let mut client = server.connect();
+    for n in 0..50 {
+        let reply = server.request(&mut client, "ping", json!({}));
+        assert!(reply.get("result").is_some(), "ping {n}: {reply}");
+        let reply = server.request(&mut client, "no_such_method", json!({}));
+        assert_eq!(error_code(&reply), Some(-32601), "{reply}");
+    }
+    let entity = server.entity(&client).unwrap();
+    let state = server.world().get::<portcullis_rpc::RpcState>(entity).unwrap();
+    assert_eq!(state.awaiting_answers(), 0);
+}

@@ -253,12 +253,22 @@ pub(crate) fn start_admin_listener(world: &mut World) {
     world.trigger(AdminListening { addr });
 }
 
+/// What the admin API reads of one connection: entity, connection, session
+/// (none for a bare connection), when it connected, whether it is a service.
+type ConnectionView = (
+    Entity,
+    &'static Connection,
+    Option<&'static Session>,
+    Option<&'static ConnectedAt>,
+    Has<ServiceConnection>,
+);
+
 /// `Update`: answers every call that arrived. Listing and gauges walk the
 /// connections (O(connections), once per call, not per frame).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn answer_admin_calls(
     inbox: Res<AdminInbox>,
-    connections: Query<(Entity, &Connection, Option<&Session>, Option<&ConnectedAt>, Has<ServiceConnection>)>,
+    connections: Query<ConnectionView>,
     sessions: Res<SessionIndex>,
     index: Res<ConnectionIndex>,
     rpc: Rpc,

@@ -255,13 +255,8 @@ pub(crate) fn start_admin_listener(world: &mut World) {
 
 /// What the admin API reads of one connection: entity, connection, session
 /// (none for a bare connection), when it connected, whether it is a service.
-type ConnectionView = (
-    Entity,
-    &'static Connection,
-    Option<&'static Session>,
-    Option<&'static ConnectedAt>,
-    Has<ServiceConnection>,
-);
+type ConnectionView =
+    (Entity, &'static Connection, Option<&'static Session>, Option<&'static ConnectedAt>, Has<ServiceConnection>);
 
 /// `Update`: answers every call that arrived. Listing and gauges walk the
 /// connections (O(connections), once per call, not per frame).

@@ -108,6 +108,10 @@ pub struct BenchArgs {
     /// ping, hold: measure the echo-limit server in the same run and report the ratios.
     #[arg(long)]
     pub compare_echo: bool,
+    /// ping: also run the load over WebSocket on the same server, reported
+    /// against TCP; hold: hold the connections over WebSocket.
+    #[arg(long)]
+    pub ws: bool,
     /// save: skip the second run against a server with one transaction per save.
     #[arg(long)]
     pub no_group_commit_baseline: bool,

@@ -147,6 +147,8 @@ pub struct ChildServer {
     stdin: Option<ChildStdin>,
     /// Where it listens.
     addr: SocketAddr,
+    /// Its WebSocket listener, when started with `--ws-listen`.
+    ws_addr: Option<SocketAddr>,
     /// Frame-metrics lines read from its stderr so far.
     samples: Arc<Mutex<Vec<FrameSample>>>,
     /// The last lines of its stderr.
@@ -187,15 +189,27 @@ impl ChildServer {
                 })
                 .map_err(BenchError::io("cannot start a thread"))?;
         }
-        let mut server =
-            Self { name: name.to_owned(), child, stdin, addr: SocketAddr::from(([0, 0, 0, 0], 0)), samples, tail };
+        let wants_ws = args.iter().any(|a| a == "--ws-listen");
+        let mut server = Self {
+            name: name.to_owned(),
+            child,
+            stdin,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            ws_addr: None,
+            samples,
+            tail,
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("listening on ").and_then(|a| a.trim().parse().ok()) {
+                    if let Some(addr) = line.strip_prefix("listening on ws://").and_then(|a| a.trim().parse().ok()) {
+                        server.ws_addr = Some(addr);
+                    } else if let Some(addr) = line.strip_prefix("listening on ").and_then(|a| a.trim().parse().ok()) {
                         server.addr = addr;
+                    }
+                    if server.addr.port() != 0 && (!wants_ws || server.ws_addr.is_some()) {
                         return Ok(server);
                     }
                 }
@@ -230,6 +244,11 @@ impl ChildServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Its WebSocket listener (`ws://ADDR/`), when started with `--ws-listen`.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// Its process id.

@@ -35,6 +35,83 @@ pub struct LineConn {
     stream: TcpStream,
     rbuf: Vec<u8>,
     next_id: u64,
+    /// `Some` over WebSocket: the frames read but not yet decoded into `rbuf`.
+    ws: Option<WsFrames>,
+}
+
+/// The WebSocket side of a [`LineConn`] (docs/protocol.md §1.1): each line
+/// goes out as one masked text message, each text message comes in as one
+/// line. The masking key is zero, so a payload is sent as it is (a valid
+/// key: the server unmasks with it, and the bench pays no XOR).
+#[derive(Debug, Default)]
+struct WsFrames {
+    /// Bytes read off the socket, not yet a complete frame.
+    wire: Vec<u8>,
+    /// Frames being written.
+    out: Vec<u8>,
+}
+
+/// Appends one masked text frame per non-empty line of `lines` to `out`.
+fn frame_lines(lines: &[u8], out: &mut Vec<u8>) {
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        out.push(0x81);
+        match line.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n @ 126..=65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(line);
+    }
+}
+
+/// Moves every complete server frame at the front of `wire` into `lines`
+/// (a text message and its `\n`); returns the bytes of `wire` used.
+///
+/// # Errors
+/// A Close frame or a frame the bench does not expect.
+fn unframe(wire: &[u8], lines: &mut Vec<u8>) -> Result<usize, BenchError> {
+    let mut at = 0;
+    loop {
+        let rest = &wire[at..];
+        if rest.len() < 2 {
+            return Ok(at);
+        }
+        let (fin, opcode, masked, len7) = (rest[0] & 0x80 != 0, rest[0] & 0x0f, rest[1] & 0x80 != 0, rest[1] & 0x7f);
+        let (len, head) = match len7 {
+            126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 if rest.len() >= 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&rest[2..10]);
+                (usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX), 10)
+            }
+            126 | 127 => return Ok(at),
+            n => (n as usize, 2),
+        };
+        let head: usize = head + if masked { 4 } else { 0 };
+        if rest.len() < head.saturating_add(len) {
+            return Ok(at);
+        }
+        let payload = &rest[head..head + len];
+        match opcode {
+            0 | 1 => {
+                lines.extend_from_slice(payload);
+                if fin {
+                    lines.push(b'\n');
+                }
+            }
+            8 => return Err(BenchError::Other("the server closed the WebSocket".to_owned())),
+            9 | 10 => {}
+            other => return Err(BenchError::Other(format!("unexpected WebSocket opcode {other}"))),
+        }
+        at += head + len;
+    }
 }
 
 /// What the generator makes of one answer line.
@@ -145,7 +222,52 @@ impl LineConn {
     pub async fn connect(addr: SocketAddr) -> Result<Self, BenchError> {
         let stream = TcpStream::connect(addr).await.map_err(BenchError::io("cannot connect"))?;
         let _ = stream.set_nodelay(true);
-        Ok(Self { stream, rbuf: Vec::new(), next_id: 1 })
+        Ok(Self { stream, rbuf: Vec::new(), next_id: 1, ws: None })
+    }
+
+    /// Connects to a WebSocket listener (`ws://addr/`) and upgrades; lines
+    /// then travel as text messages (docs/protocol.md §1.1).
+    ///
+    /// # Errors
+    /// [`BenchError`] when the connection or the upgrade fails.
+    pub async fn connect_ws(addr: SocketAddr) -> Result<Self, BenchError> {
+        let mut conn = Self::connect(addr).await?;
+        let upgrade = format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        conn.stream.write_all(upgrade.as_bytes()).await.map_err(BenchError::io("cannot send the upgrade"))?;
+        let mut answer = Vec::new();
+        let end = loop {
+            if let Some(end) = memmem::find(&answer, b"\r\n\r\n") {
+                break end + 4;
+            }
+            let read = tokio::time::timeout(READ_LIMIT, conn.stream.read_buf(&mut answer)).await;
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Err(BenchError::Other("no WebSocket upgrade answer".to_owned())),
+            }
+        };
+        if !answer.starts_with(b"HTTP/1.1 101") {
+            let status = String::from_utf8_lossy(&answer[..end]).lines().next().unwrap_or_default().to_owned();
+            return Err(BenchError::Other(format!("WebSocket upgrade refused: {status}")));
+        }
+        conn.ws = Some(WsFrames { wire: answer.split_off(end), out: Vec::new() });
+        Ok(conn)
+    }
+
+    /// Writes `lines` (whole lines, each with its `\n`): as they are, or one
+    /// text message each over WebSocket.
+    async fn send(&mut self, lines: &[u8]) -> Result<(), BenchError> {
+        match &mut self.ws {
+            None => self.stream.write_all(lines).await,
+            Some(ws) => {
+                ws.out.clear();
+                frame_lines(lines, &mut ws.out);
+                self.stream.write_all(&ws.out).await
+            }
+        }
+        .map_err(BenchError::io("cannot write requests"))
     }
 
     /// A fresh request id for this connection.
@@ -161,7 +283,7 @@ impl LineConn {
     /// # Errors
     /// [`BenchError`] when the socket fails, closes or stays silent for [`READ_LIMIT`].
     pub async fn call(&mut self, id: u64, line: &[u8]) -> Result<Vec<u8>, BenchError> {
-        self.stream.write_all(line).await.map_err(BenchError::io("cannot write a request"))?;
+        self.send(line).await?;
         loop {
             while let Some(end) = memchr::memchr(b'\n', &self.rbuf) {
                 let answer: Vec<u8> = self.rbuf.drain(..=end).take(end).collect();
@@ -173,8 +295,38 @@ impl LineConn {
         }
     }
 
-    /// Reads once more into the buffer.
+    /// Reads once more into the buffer (over WebSocket: until at least one
+    /// whole message is there).
     async fn fill(&mut self) -> Result<usize, BenchError> {
+        if let Some(mut ws) = self.ws.take() {
+            let result = self.fill_ws(&mut ws).await;
+            self.ws = Some(ws);
+            return result;
+        }
+        self.fill_raw().await
+    }
+
+    async fn fill_ws(&mut self, ws: &mut WsFrames) -> Result<usize, BenchError> {
+        loop {
+            let before = self.rbuf.len();
+            let used = unframe(&ws.wire, &mut self.rbuf)?;
+            ws.wire.drain(..used);
+            if self.rbuf.len() > before {
+                return Ok(self.rbuf.len() - before);
+            }
+            if ws.wire.capacity() - ws.wire.len() < 4096 {
+                ws.wire.reserve(16 * 1024);
+            }
+            match tokio::time::timeout(READ_LIMIT, self.stream.read_buf(&mut ws.wire)).await {
+                Err(_) => return Err(BenchError::Other(format!("no answer within {READ_LIMIT:?}"))),
+                Ok(Err(e)) => return Err(BenchError::io("cannot read")(e)),
+                Ok(Ok(0)) => return Err(BenchError::Other("the server closed the connection".to_owned())),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    async fn fill_raw(&mut self) -> Result<usize, BenchError> {
         if self.rbuf.capacity() - self.rbuf.len() < 4096 {
             self.rbuf.reserve(16 * 1024);
         }
@@ -219,7 +371,7 @@ impl LineConn {
             slots[(id & mask) as usize] = (id, t0);
             in_flight += 1;
         }
-        self.stream.write_all(&wbuf).await.map_err(BenchError::io("cannot write requests"))?;
+        self.send(&wbuf).await?;
         wbuf.clear();
         while in_flight > 0 {
             self.fill().await?;
@@ -261,7 +413,7 @@ impl LineConn {
             }
             self.rbuf.drain(..consumed);
             if !wbuf.is_empty() {
-                self.stream.write_all(&wbuf).await.map_err(BenchError::io("cannot write requests"))?;
+                self.send(&wbuf).await?;
                 wbuf.clear();
             }
         }
@@ -344,6 +496,21 @@ mod tests {
         assert_eq!(classify(other), Answer::Error);
         assert_eq!(int_after(br#"{"id":null}"#, b"\"id\":"), None);
         assert_eq!(str_after(br#"{"result":{"account":"a","token":"ab12"}}"#, b"\"token\":"), Some("ab12"));
+    }
+
+    #[test]
+    fn websocket_frames_round_trip() {
+        let mut out = Vec::new();
+        frame_lines(b"{\"id\":1}\n{\"id\":2}\n", &mut out);
+        assert_eq!(&out[..6], &[0x81, 0x80 | 8, 0, 0, 0, 0]);
+        // The server's frames are not masked: strip the masks to make some.
+        let server: Vec<u8> = [&[0x81u8, 8][..], b"{\"id\":1}", &[0x01, 3], b"{\"i", &[0x80, 5], b"d\":2}"].concat();
+        let mut lines = Vec::new();
+        assert_eq!(unframe(&server, &mut lines).ok(), Some(server.len()));
+        assert_eq!(lines, b"{\"id\":1}\n{\"id\":2}\n");
+        let mut partial = Vec::new();
+        assert_eq!(unframe(&server[..12], &mut partial).ok(), Some(10));
+        assert!(unframe(&[0x88, 0], &mut partial).is_err());
     }
 
     #[test]

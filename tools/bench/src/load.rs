@@ -88,10 +88,16 @@ async fn register_one(client: &Client, name: &str) -> Result<(), BenchError> {
 
 /// Connects and logs in to each account of `names` with [`PASSWORD`].
 pub async fn login_many(addr: SocketAddr, names: &[String]) -> Result<Vec<Client>, BenchError> {
+    login_many_at(&addr.to_string(), names).await
+}
+
+/// [`login_many`] at any address the client takes (`HOST:PORT`,
+/// `ws://HOST:PORT/`, ...).
+pub async fn login_many_at(endpoint: &str, names: &[String]) -> Result<Vec<Client>, BenchError> {
     for_each(names.len(), SETUP_CONCURRENCY, |i| {
         let name = names[i].clone();
         async move {
-            let client = Client::connect_with(addr, client_config())
+            let client = Client::connect_with(endpoint, client_config())
                 .await
                 .map_err(BenchError::client(format!("connect {i}")))?;
             client.login_with_password(&name, PASSWORD).await.map_err(BenchError::client(format!("login {name}")))?;

@@ -116,13 +116,26 @@ pub async fn method_load(
     metrics_every: Duration,
     method: &'static str,
 ) -> Result<PingRun, BenchError> {
+    load_over(addr, server, plan, metrics_every, method, false).await
+}
+
+/// [`method_load`] over TCP lines, or over WebSocket (`ws`: `addr` is the
+/// WebSocket listener).
+pub async fn load_over(
+    addr: SocketAddr,
+    server: Option<&ChildServer>,
+    plan: Plan,
+    metrics_every: Duration,
+    method: &'static str,
+    ws: bool,
+) -> Result<PingRun, BenchError> {
     let setup_limit = Duration::from_secs(120);
     let rss_before = server.and_then(|s| s.rss_bytes().ok());
     let conns = load::bounded(
         "connecting and the first ping of every connection",
         setup_limit,
         load::for_each(plan.connections, load::SETUP_CONCURRENCY, |_| async move {
-            let mut conn = LineConn::connect(addr).await?;
+            let mut conn = if ws { LineConn::connect_ws(addr).await? } else { LineConn::connect(addr).await? };
             let id = conn.take_id();
             let mut line = Vec::new();
             MethodLane::new(method).request(id, &mut line);
@@ -190,6 +203,7 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
     let want_echo = args.workload == Workload::EchoLimit || args.compare_echo;
     let want_server = args.workload == Workload::Ping;
     let mut notes = Vec::new();
+    let mut ws_run: Option<PingRun> = None;
 
     let echo = if want_echo {
         let _ = writeln!(progress, "bench: echo-limit server, {} × {} in flight", plan.connections, plan.in_flight);
@@ -213,14 +227,22 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
             None => {
                 let dir = tempfile::tempdir().map_err(BenchError::io("cannot create a temporary directory"))?;
                 // The ping connections never log in: the login timeout must not close them.
-                let options = ServeOptions {
+                let mut options = ServeOptions {
                     login_timeout: Some(Duration::from_secs(3600)),
                     ..super::serve_options(args, dir.path().join("bench.db"))
                 };
+                if args.ws {
+                    options.extra.extend(["--ws-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+                }
                 let child = ChildServer::serve(&options)?;
                 notes.push(super::RATE_LIMIT_NOTE.to_owned());
                 notes.push("server started with --login-timeout 1h: the ping connections do not log in".to_owned());
                 let run = rt.block_on(ping_load(child.addr(), Some(&child), plan, args.metrics_every))?;
+                if let Some(ws_addr) = child.ws_addr() {
+                    let _ = writeln!(progress, "bench: the same load over WebSocket, same server");
+                    ws_run =
+                        Some(rt.block_on(load_over(ws_addr, Some(&child), plan, args.metrics_every, "ping", true))?);
+                }
                 child.stop()?;
                 run
             }
@@ -234,7 +256,49 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
         }
     }
     notes.push(super::SHARED_CORES_NOTE.to_owned());
-    Ok(report(args, plan, server.as_ref(), echo.as_ref(), notes))
+    let mut report = report(args, plan, server.as_ref(), echo.as_ref(), notes);
+    if let (Some(tcp), Some(ws)) = (&server, &ws_run) {
+        ws_against_tcp(&mut report, plan, tcp, ws);
+    }
+    Ok(report)
+}
+
+/// `ping --ws`: the WebSocket run against the TCP run of the same server
+/// (issue 15: WebSocket throughput ≥ 70 % of TCP's).
+fn ws_against_tcp(report: &mut Report, plan: Plan, tcp: &PingRun, ws: &PingRun) {
+    let title =
+        format!("the same load over WebSocket against TCP, one server ({} × {})", plan.connections, plan.in_flight);
+    let mut table = Table::new(title, &["ping load", "WebSocket", "TCP", "ratio"]);
+    let mut row = |name: &str, a: Option<f64>, b: Option<f64>, show: &dyn Fn(f64) -> String| {
+        let cell = |v: Option<f64>| v.map_or("-".to_owned(), show);
+        let r = match (a, b) {
+            (Some(a), Some(b)) => ratio(a, b),
+            _ => "-".to_owned(),
+        };
+        table.row(vec![name.to_owned(), cell(a), cell(b), r]);
+    };
+    let us = |v: f64| micros(v as u64);
+    row("requests/s", Some(ws.requests_per_sec()), Some(tcp.requests_per_sec()), &thousands);
+    row("latency p50", Some(ws.latency.p50_us as f64), Some(tcp.latency.p50_us as f64), &us);
+    row("latency p99", Some(ws.latency.p99_us as f64), Some(tcp.latency.p99_us as f64), &us);
+    row("server CPU per request", ws.cpu.server_us_per(ws.requests), tcp.cpu.server_us_per(tcp.requests), &|v| {
+        format!("{v:.2} µs")
+    });
+    row("load generator CPU (cores)", Some(ws.cpu.client_cores()), Some(tcp.cpu.client_cores()), &|v| {
+        format!("{v:.2}")
+    });
+    row("server CPU (cores)", ws.cpu.server_cores(), tcp.cpu.server_cores(), &|v| format!("{v:.2}"));
+    row("errors", Some(ws.errors as f64), Some(tcp.errors as f64), &thousands);
+    report.tables.push(table);
+    let share = ws.requests_per_sec() / tcp.requests_per_sec().max(1e-9);
+    report.targets.push(Target::new(
+        "ping over WebSocket ≥ 0.7 of TCP's requests/s (same server, same run)",
+        format!("{share:.2}"),
+        Some(share >= 0.7),
+    ));
+    if let Some(results) = report.results.as_object_mut() {
+        results.insert("websocket".to_owned(), ws.to_json(plan.connections));
+    }
 }
 
 fn report(

@@ -121,6 +121,17 @@ fn hold_runs() {
     assert!(report["results"]["portcullis"]["server_rss_after_bytes"].as_u64().is_some(), "{report}");
 }
 
+/// `--ws`: the same ping load over WebSocket on the same server, and idle
+/// connections held over WebSocket (issue 15's figures).
+#[test]
+fn ping_and_hold_run_over_websocket() {
+    let report = bench(&["ping", "--ws", "--in-flight", "2"]);
+    assert!(report["results"]["websocket"]["requests"].as_u64().is_some_and(|n| n > 0), "{report}");
+    assert_eq!(report["results"]["websocket"]["errors"], Value::from(0), "{report}");
+    let report = bench(&["hold", "--ws", "--settle", "200ms"]);
+    assert_eq!(report["results"]["portcullis"]["held"], Value::from(2), "{report}");
+}
+
 #[test]
 fn forward_runs() {
     let report = bench(&["forward"]);

@@ -8,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -39,6 +40,12 @@ pub struct Browser {
 /// The Chromium binary, or `None` (after printing why the test is skipped)
 /// when it is missing and `PORTCULLIS_REQUIRE_BROWSER` is not set.
 pub fn chromium() -> Option<&'static str> {
+    // Debian's `chromium` is a shell script that starts this binary; starting
+    // it directly leaves no browser behind when the test kills its child.
+    const REAL: &str = "/usr/lib/chromium/chromium";
+    if std::path::Path::new(REAL).is_file() {
+        return Some(REAL);
+    }
     const BIN: &str = "chromium";
     let found = Command::new(BIN).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if found {
@@ -64,6 +71,7 @@ impl Browser {
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(flags)
             .arg(url)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -203,7 +211,11 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills the browser's whole process group (its renderer, GPU and
+    /// utility processes too), then reaps it.
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

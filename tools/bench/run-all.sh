@@ -17,6 +17,8 @@ run() {
 run ping --compare-echo --connections 64 --in-flight 16 --duration "$DURATION" --warmup 1s
 run ping --compare-echo --connections 64 --in-flight 1 --duration "$DURATION" --warmup 1s
 run ping --compare-echo --connections 1 --in-flight 1 --duration "$DURATION" --warmup 1s
+run ping --ws --connections 64 --in-flight 16 --duration "$DURATION" --warmup 1s
 run save --connections 64 --in-flight 1 --duration "$DURATION" --warmup 1s
 run hold --connections 10000 --compare-echo --duration "$DURATION" --metrics-every 2s
+run hold --ws --connections 10000 --duration "$DURATION" --metrics-every 2s
 run login --duration "$DURATION" --warmup 1s --metrics-every 2s

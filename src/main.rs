@@ -11,6 +11,12 @@ use portcullis::app::{ServerConfig, build_server_app};
 use portcullis::cli::{Cli, Command, LogFormat, ServeArgs};
 use portcullis::net::{ListenFailed, Listening, Transport};
 
+/// The allocator of the binary (Cargo.toml explains why; the library leaves
+/// the choice to the application that embeds it).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -10,7 +10,9 @@ use crate::registry::{NoParams, Reply, Request};
 use crate::reply::Rpc;
 
 /// `ping` → `{"server_time_ms":N}`; the keep-alive of docs/protocol.md §6.
-pub fn ping(In(_req): In<Request<NoParams>>) -> Result<PingResult, RpcError> {
+/// A plain function (no system parameters): the dispatcher calls it without
+/// a system run.
+pub fn ping(_req: Request<NoParams>) -> Result<PingResult, RpcError> {
     let server_time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     Ok(PingResult { server_time_ms })
 }

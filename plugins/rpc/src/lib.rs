@@ -89,7 +89,7 @@ impl Plugin for RpcPlugin {
             .add_observer(|opened: On<ConnectionOpened>, mut commands: Commands| {
                 commands.entity(opened.entity).try_insert(RpcState::default());
             })
-            .add_rpc_method(method::PING, Access::Public, ping)
             .add_rpc_method(method::DISCONNECT, Access::Public, disconnect);
+        registry::add_plain_method(app, method::PING, Access::Public, ping);
     }
 }

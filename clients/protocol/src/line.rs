@@ -27,12 +27,19 @@ pub fn result_line_of<R: Serialize + ?Sized>(id: &RequestId, result: &R) -> Resu
 
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}` where `result_json` is JSON text.
 pub fn result_line(id: &RequestId, result_json: &str) -> String {
+    answer_line(id, "result", result_json)
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"KEY":JSON}`, `json` written as it is.
+fn answer_line(id: &RequestId, key: &str, json: &str) -> String {
     let id = id.to_json();
-    let mut line = String::with_capacity(36 + id.len() + result_json.len());
+    let mut line = String::with_capacity(29 + key.len() + id.len() + json.len());
     line.push_str(r#"{"jsonrpc":"2.0","id":"#);
     line.push_str(&id);
-    line.push_str(r#","result":"#);
-    line.push_str(result_json);
+    line.push_str(",\"");
+    line.push_str(key);
+    line.push_str("\":");
+    line.push_str(json);
     line.push('}');
     line
 }
@@ -66,14 +73,7 @@ pub fn error_line(id: &RequestId, error: &RpcError) -> String {
 /// text of an error object, written as it is (an error relayed unchanged,
 /// docs/protocol.md §8).
 pub fn raw_error_line(id: &RequestId, error_json: &str) -> String {
-    let id = id.to_json();
-    let mut line = String::with_capacity(35 + id.len() + error_json.len());
-    line.push_str(r#"{"jsonrpc":"2.0","id":"#);
-    line.push_str(&id);
-    line.push_str(r#","error":"#);
-    line.push_str(error_json);
-    line.push('}');
-    line
+    answer_line(id, "error", error_json)
 }
 
 /// `{"jsonrpc":"2.0","method":M,"params":P}`.

@@ -258,15 +258,11 @@ impl RpcAppExt for App {
         let system: SystemId<In<Request<P>>, O> = self.world_mut().register_system(handler);
         let method_name = name.clone();
         let invoke: Invoke = Arc::new(move |world: &mut World, call: Call| {
-            if let Some(field) = call.duplicate_param {
-                return Outcome::Reply(Err(RpcError::invalid_params(&field)));
-            }
-            let params = match parse_params_text::<P>(&call.params, call.params_raw.as_deref()) {
-                Ok(params) => params,
-                Err(error) => return Outcome::Reply(Err(error)),
+            let (request, id) = match typed_request::<P>(call) {
+                Ok(parsed) => parsed,
+                Err(refused) => return refused,
             };
-            let id = call.reply_to.id.clone();
-            match world.run_system_with(system, Request { reply_to: call.reply_to, params }) {
+            match world.run_system_with(system, request) {
                 Ok(output) => outcome_of(output, id, &method_name),
                 Err(e) => {
                     bevy_log::error!(method = %method_name, error = %e, "method handler failed");
@@ -274,11 +270,29 @@ impl RpcAppExt for App {
                 }
             }
         });
-        let mut methods = self.world_mut().get_resource_or_init::<RpcMethods>();
-        let key = methods.insert(name.clone(), access, invoke);
-        self.world_mut().get_resource_or_init::<crate::RequestCounters>().name(key, &name);
+        register_method(self, &name, access, invoke);
         self
     }
+}
+
+/// The typed request of `call` and its id, or the `-32602` answer for a
+/// duplicate member or params that do not parse as `P` (docs/protocol.md §2).
+fn typed_request<P: DeserializeOwned>(call: Call) -> Result<(Request<P>, Option<RequestId>), Outcome> {
+    if let Some(field) = call.duplicate_param {
+        return Err(Outcome::Reply(Err(RpcError::invalid_params(&field))));
+    }
+    let params =
+        parse_params_text::<P>(&call.params, call.params_raw.as_deref()).map_err(|e| Outcome::Reply(Err(e)))?;
+    let id = call.reply_to.id.clone();
+    Ok((Request { reply_to: call.reply_to, params }, id))
+}
+
+/// Adds `invoke` as the method `name` and files its name for its request
+/// counters.
+fn register_method(app: &mut App, name: &str, access: Access, invoke: Invoke) {
+    let mut methods = app.world_mut().get_resource_or_init::<RpcMethods>();
+    let key = methods.insert(name.to_owned(), access, invoke);
+    app.world_mut().get_resource_or_init::<crate::RequestCounters>().name(key, name);
 }
 
 /// Registers a built-in method whose handler needs no system parameters as a
@@ -291,20 +305,11 @@ where
     O: IntoReply + 'static,
 {
     let method_name = name.to_owned();
-    let invoke: Invoke = Arc::new(move |_world: &mut World, call: Call| {
-        if let Some(field) = call.duplicate_param {
-            return Outcome::Reply(Err(RpcError::invalid_params(&field)));
-        }
-        let params = match parse_params_text::<P>(&call.params, call.params_raw.as_deref()) {
-            Ok(params) => params,
-            Err(error) => return Outcome::Reply(Err(error)),
-        };
-        let id = call.reply_to.id.clone();
-        outcome_of(handler(Request { reply_to: call.reply_to, params }), id, &method_name)
+    let invoke: Invoke = Arc::new(move |_world: &mut World, call: Call| match typed_request::<P>(call) {
+        Ok((request, id)) => outcome_of(handler(request), id, &method_name),
+        Err(refused) => refused,
     });
-    let mut methods = app.world_mut().get_resource_or_init::<RpcMethods>();
-    let key = methods.insert(name.to_owned(), access, invoke);
-    app.world_mut().get_resource_or_init::<crate::RequestCounters>().name(key, name);
+    register_method(app, name, access, invoke);
 }
 
 /// What a handler's output becomes: a result serialized once into its line

@@ -13,11 +13,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use common::browser::Browser;
-use common::{Server, start_fresh};
+use common::{Server, cert_pair, start_fresh};
 
 /// The longest both stories may take in the page.
 const STORIES: Duration = Duration::from_secs(60);
@@ -61,11 +60,7 @@ async fn demo_page_runs_both_stories_over_ws() {
 #[tokio::test]
 async fn demo_page_runs_both_stories_over_wss() {
     let certs = tempfile::tempdir().unwrap();
-    let made =
-        Command::new(env!("CARGO_BIN_EXE_portcullis")).arg("cert").arg("--out").arg(certs.path()).output().unwrap();
-    assert!(made.status.success(), "portcullis cert: {}", String::from_utf8_lossy(&made.stderr));
-    let cert = certs.path().join("cert.pem");
-    let key = certs.path().join("key.pem");
+    let (cert, key) = cert_pair(certs.path(), &[]);
     let (_dir, server) = start_fresh(&[
         "--ws-listen",
         "127.0.0.1:0",

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, start_fresh};
+use common::{Server, WAIT, cert_pair, start_fresh};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -325,15 +325,7 @@ async fn max_connections_counts_both_transports() {
 async fn tls_on_both_listeners_with_a_portcullis_cert_pair() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["cert", "--out"])
-        .arg(&certs)
-        .args(["--host", "game.example"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let (cert, key) = cert_pair(dir.path(), &["game.example"]);
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let server = Server::start(
         &dir.path().join("p.db"),
@@ -371,14 +363,7 @@ async fn tls_on_both_listeners_with_a_portcullis_cert_pair() {
 #[tokio::test]
 async fn stalled_tls_handshake_is_closed_at_the_login_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["cert", "--out"])
-        .arg(&certs)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let (cert, key) = cert_pair(dir.path(), &[]);
     let server = Server::start(
         &dir.path().join("p.db"),
         &["--login-timeout", "1s", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
@@ -417,14 +402,7 @@ fn tls_cert_without_key_is_a_usage_error() {
 #[tokio::test]
 async fn tls_handshake_time_counts_against_the_login_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["cert", "--out"])
-        .arg(&certs)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (cert, key) = (certs.join("cert.pem"), certs.join("key.pem"));
+    let (cert, key) = cert_pair(dir.path(), &[]);
     let server = Server::start(
         &dir.path().join("p.db"),
         &["--login-timeout", "2s", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],

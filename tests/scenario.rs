@@ -10,6 +10,8 @@
 //! fails the test instead of stalling it. The bounds are generous: the tests
 //! run in parallel, on debug builds, on slow machines.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -264,16 +266,6 @@ fn stdout_lines(stdout: ChildStdout) -> Receiver<String> {
     rx
 }
 
-/// A `portcullis cert` pair in a temporary directory: (directory, cert, key).
-fn cert_pair() -> (tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let made = Command::new(BIN).arg("cert").arg("--out").arg(dir.path()).output().expect("run portcullis cert");
-    assert!(made.status.success(), "portcullis cert: {}", String::from_utf8_lossy(&made.stderr));
-    let path = |name: &str| dir.path().join(name).to_str().expect("UTF-8 path").to_owned();
-    let (cert, key) = (path("cert.pem"), path("key.pem"));
-    (dir, cert, key)
-}
-
 #[test]
 fn scenario_in_process_passes_all_13_steps() {
     let run = run(&["scenario"]);
@@ -330,14 +322,16 @@ fn scenario_runs_over_websocket() {
 /// pair given with `--ca`.
 #[test]
 fn scenario_runs_over_wss_and_tls_lines() {
-    let (_certs, cert, key) = cert_pair();
-    let server = Server::start_with(&["--ws-listen", "127.0.0.1:0", "--tls-cert", &cert, "--tls-key", &key]);
+    let certs = tempfile::tempdir().expect("temporary directory");
+    let (cert, key) = common::cert_pair(certs.path(), &[]);
+    let (cert, key) = (cert.to_str().expect("UTF-8 path"), key.to_str().expect("UTF-8 path"));
+    let server = Server::start_with(&["--ws-listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key]);
     assert!(server.ws().starts_with("wss://"), "{}", server.ws());
-    let wss = run(&["scenario", "--connect", server.ws(), "--ca", &cert]);
+    let wss = run(&["scenario", "--connect", server.ws(), "--ca", cert]);
     assert!(wss.status.success(), "{}\n--- server log ---\n{}", wss.dump(), read(&server.log));
     wss.assert_13_steps_ok();
     let tls_url = format!("tls://{}", server.addr);
-    let tls = run(&["scenario", "--connect", &tls_url, "--ca", &cert]);
+    let tls = run(&["scenario", "--connect", &tls_url, "--ca", cert]);
     assert!(tls.status.success(), "{}\n--- server log ---\n{}", tls.dump(), read(&server.log));
     tls.assert_13_steps_ok();
     assert!(tls.stdout.contains(&format!("server at {tls_url}")), "{}", tls.dump());

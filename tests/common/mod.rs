@@ -10,7 +10,7 @@ pub mod browser;
 
 use std::io::{BufRead, BufReader as StdBufReader, Read};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -460,4 +460,18 @@ pub fn median(samples: &[Duration]) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
     sorted[sorted.len() / 2]
+}
+
+/// Writes a `portcullis cert` pair (docs/cli.md) into `dir/certs`, valid for
+/// the default names and `hosts`; returns the paths of `cert.pem` and `key.pem`.
+pub fn cert_pair(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf) {
+    let certs = dir.join("certs");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command.args(["cert", "--out"]).arg(&certs);
+    for host in hosts {
+        command.args(["--host", host]);
+    }
+    let made = command.output().expect("run portcullis cert");
+    assert!(made.status.success(), "portcullis cert: {}", String::from_utf8_lossy(&made.stderr));
+    (certs.join("cert.pem"), certs.join("key.pem"))
 }

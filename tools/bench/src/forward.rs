@@ -27,12 +27,7 @@ const METHOD: &str = "bench_echo";
 
 /// `bench forward`.
 pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Write) -> Result<Report, BenchError> {
-    let plan = Plan {
-        connections: args.connections(),
-        in_flight: args.in_flight(),
-        warmup: args.warmup,
-        duration: args.duration,
-    };
+    let plan = Plan::from_args(args);
     let single = Plan { connections: 1, in_flight: 1, ..plan };
     let dir = tempfile::tempdir().map_err(BenchError::io("cannot create a temporary directory"))?;
     let mut options = super::serve_options(args, dir.path().join("bench.db"));

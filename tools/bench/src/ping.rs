@@ -34,6 +34,18 @@ pub struct Plan {
     pub duration: Duration,
 }
 
+impl Plan {
+    /// The shape `--connections`, `--in-flight`, `--warmup` and `--duration` ask for.
+    pub fn from_args(args: &BenchArgs) -> Self {
+        Self {
+            connections: args.connections(),
+            in_flight: args.in_flight(),
+            warmup: args.warmup,
+            duration: args.duration,
+        }
+    }
+}
+
 /// What one ping load measured against one server.
 #[derive(Debug, Clone)]
 pub struct PingRun {
@@ -194,12 +206,7 @@ pub async fn load_over(
 
 /// `bench ping` and `bench echo-limit`.
 pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Write) -> Result<Report, BenchError> {
-    let plan = Plan {
-        connections: args.connections(),
-        in_flight: args.in_flight(),
-        warmup: args.warmup,
-        duration: args.duration,
-    };
+    let plan = Plan::from_args(args);
     let want_echo = args.workload == Workload::EchoLimit || args.compare_echo;
     let want_server = args.workload == Workload::Ping;
     let mut notes = Vec::new();

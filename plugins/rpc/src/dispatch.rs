@@ -305,10 +305,7 @@ fn handle_message(
     let outcome = (entry.invoke)(world, Call { reply_to: reply_to.clone(), params, params_raw, duplicate_param });
     match outcome {
         Outcome::Reply(result) => {
-            let awaited = world.get_mut::<RpcState>(entity).and_then(|mut state| state.answered(ticket));
-            if let Some(key) = awaited {
-                count(world, key, result.as_ref().map(|_| ()));
-            }
+            answered(world, entity, ticket, result.as_ref().map(|_| ()));
             if let Some(id) = &reply_to.id {
                 let line = match &result {
                     Ok(json) => result_line(id, json),
@@ -319,10 +316,7 @@ fn handle_message(
         }
         Outcome::Line(line) => {
             // A result already written into its line.
-            let awaited = world.get_mut::<RpcState>(entity).and_then(|mut state| state.answered(ticket));
-            if let Some(key) = awaited {
-                count(world, key, Ok(()));
-            }
+            answered(world, entity, ticket, Ok(()));
             deliver(world, &reply_to, line);
         }
         Outcome::Later => {
@@ -339,6 +333,15 @@ fn handle_message(
         }
     }
     Flow::Continue
+}
+
+/// The request `ticket` of `entity` is answered now: it leaves the
+/// connection's awaiting list and counts with `result`'s code.
+fn answered(world: &mut World, entity: Entity, ticket: u64, result: Result<(), &RpcError>) {
+    let awaited = world.get_mut::<RpcState>(entity).and_then(|mut state| state.answered(ticket));
+    if let Some(key) = awaited {
+        count(world, key, result);
+    }
 }
 
 /// Counts one answered request (`portcullis_requests_total`).

@@ -15,7 +15,9 @@ use crate::id::RequestId;
 /// When `result` does not serialize (a map with non-string keys, a failing
 /// `Serialize` impl).
 pub fn result_line_of<R: Serialize + ?Sized>(id: &RequestId, result: &R) -> Result<String, serde_json::Error> {
-    let mut line = Vec::with_capacity(64);
+    // Room for the envelope and a small result (a `ping`'s line is ~75
+    // bytes), so that most lines are written without growing.
+    let mut line = Vec::with_capacity(128);
     line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     serde_json::to_writer(&mut line, id)?;
     line.extend_from_slice(br#","result":"#);

@@ -1,7 +1,6 @@
 //! The channel between the transports and the ECS, and the systems that turn
 //! its events into `Connection` entities.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use bevy_ecs::prelude::*;
@@ -33,6 +32,13 @@ pub enum NetEvent {
         id: ConnectionId,
         /// The frame.
         bytes: Bytes,
+    },
+    /// Several frames of one read, in arrival order (as many [`NetEvent::Frame`]s).
+    Frames {
+        /// The connection.
+        id: ConnectionId,
+        /// The frames.
+        frames: Vec<Bytes>,
     },
     /// A binary WebSocket message: it carries no frame (docs/protocol.md §1.1).
     Binary {
@@ -108,7 +114,8 @@ impl NetBridge {
 /// read-only for everyone else.
 #[derive(Resource, Default, Debug)]
 pub struct ConnectionIndex {
-    map: HashMap<ConnectionId, Entity>,
+    /// foldhash with a fixed seed: the keys are the server's own ids.
+    map: bevy_platform::collections::HashMap<ConnectionId, Entity>,
 }
 
 impl ConnectionIndex {
@@ -255,27 +262,15 @@ pub fn receive_net_events(world: &mut World) {
                 world.flush();
             }
             NetEvent::Frame { id, bytes } => {
-                let Some(entity) = world.resource::<ConnectionIndex>().get(id) else { continue };
-                let Some(mut inbox) = world.get_mut::<Inbox>(entity) else { continue };
-                inbox.last_activity = now;
-                if inbox.eof || is_blank(&bytes) {
-                    continue;
+                if let Some(entity) = world.resource::<ConnectionIndex>().get(id) {
+                    frame_arrived(world, entity, bytes, now, &config);
                 }
-                let was_empty = inbox.items.is_empty();
-                if matches!(
-                    inbox.items.back(),
-                    Some(InboxItem::Frame { admission: crate::Admission::RefusedClose, .. })
-                ) {
-                    continue; // the connection is about to close; read no further
-                }
-                let admission = if inbox.items.len() >= config.max_queued_frames {
-                    crate::Admission::RefusedClose
-                } else {
-                    inbox.bucket.admit(now, config.rate_limit, config.rate_burst)
-                };
-                inbox.items.push_back(InboxItem::Frame { bytes, admission });
-                if was_empty {
-                    world.resource_mut::<ReadyInboxes>().mark(entity);
+            }
+            NetEvent::Frames { id, frames } => {
+                if let Some(entity) = world.resource::<ConnectionIndex>().get(id) {
+                    for bytes in frames {
+                        frame_arrived(world, entity, bytes, now, &config);
+                    }
                 }
             }
             NetEvent::Binary { id } => {
@@ -323,5 +318,32 @@ pub fn receive_net_events(world: &mut World) {
     }
     if !bridge.rx.is_empty() {
         bridge.waker.wake();
+    }
+}
+
+/// One frame of `entity` arrived at `now`: into its inbox with its admission
+/// (rate limit, queue limit), marking the connection ready when the inbox was empty.
+fn frame_arrived(world: &mut World, entity: Entity, bytes: Bytes, now: std::time::Duration, config: &NetConfig) {
+    let Some(mut inbox) = world.get_mut::<Inbox>(entity) else { return };
+    inbox.last_activity = now;
+    if inbox.eof || is_blank(&bytes) {
+        return;
+    }
+    let was_empty = inbox.items.is_empty();
+    if matches!(inbox.items.back(), Some(InboxItem::Frame { admission: crate::Admission::RefusedClose, .. })) {
+        return; // the connection is about to close; read no further
+    }
+    let admission = if inbox.items.len() >= config.max_queued_frames {
+        crate::Admission::RefusedClose
+    } else {
+        inbox.bucket.admit(now, config.rate_limit, config.rate_burst)
+    };
+    if inbox.items.capacity() == 0 {
+        // Room for a read's worth of frames at once, instead of growing 4, 8, 16.
+        inbox.items.reserve(8);
+    }
+    inbox.items.push_back(InboxItem::Frame { bytes, admission });
+    if was_empty {
+        world.resource_mut::<ReadyInboxes>().mark(entity);
     }
 }

@@ -458,28 +458,44 @@ pub(crate) fn push_frames(
     // read stands for all of them, so a flood of empty lines costs the
     // ECS one event per read, not one per byte.
     let mut blank = false;
-    loop {
+    // The frames of one read go to the ECS as one event: one channel send
+    // and one connection lookup for all of them (BENCHMARKS.md).
+    let mut first = None;
+    let mut frames = Vec::new();
+    let end = loop {
         match codec.decode(buf) {
             Ok(Some(bytes)) if is_blank(&bytes) => blank = true,
-            Ok(Some(bytes)) => {
-                let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
-            }
-            Ok(None) => break,
-            Err(FrameError::TooLarge) => {
-                bridge.waker.wake();
-                return Some(NetEvent::TooLarge { id });
-            }
-            Err(FrameError::Io(_)) => return Some(NetEvent::Eof { id }),
+            Ok(Some(bytes)) => match first.take() {
+                None if frames.is_empty() => first = Some(bytes),
+                None => frames.push(bytes),
+                Some(earlier) => {
+                    frames = Vec::with_capacity(16);
+                    frames.push(earlier);
+                    frames.push(bytes);
+                }
+            },
+            Ok(None) => break None,
+            Err(FrameError::TooLarge) => break Some(NetEvent::TooLarge { id }),
+            Err(FrameError::Io(_)) => break Some(NetEvent::Eof { id }),
+        }
+    };
+    if blank {
+        match first.take() {
+            Some(earlier) => frames = vec![earlier, Bytes::new()],
+            None if frames.is_empty() => first = Some(Bytes::new()),
+            None => frames.push(Bytes::new()),
         }
     }
-    if blank {
-        let _ = bridge.tx.send(NetEvent::Frame { id, bytes: Bytes::new() });
+    if let Some(bytes) = first {
+        let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
+    } else if !frames.is_empty() {
+        let _ = bridge.tx.send(NetEvent::Frames { id, frames });
     }
     bridge.waker.wake();
-    if buf.is_empty() {
+    if end.is_none() && buf.is_empty() {
         *buf = BytesMut::new(); // idle connections keep no read buffer
     }
-    None
+    end
 }
 
 pub(crate) enum WriteEnd {
@@ -550,4 +566,46 @@ async fn linger<R: tokio::io::AsyncRead + Unpin>(rd: &mut R) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(bridge: &NetBridge) -> Vec<String> {
+        bridge
+            .rx
+            .try_iter()
+            .map(|event| match event {
+                NetEvent::Frame { bytes, .. } => format!("frame {:?}", String::from_utf8_lossy(&bytes)),
+                NetEvent::Frames { frames, .. } => {
+                    let texts: Vec<_> = frames.iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+                    format!("frames {texts:?}")
+                }
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_frames_of_one_read_are_one_event_in_order() {
+        let bridge = NetBridge::new(portcullis_runtime::FrameWaker::default());
+        let mut codec = FrameCodec::new(64);
+        let id = ConnectionId(1);
+        let mut buf = BytesMut::from(&b"a\nb\r\n\nc\npartial"[..]);
+        assert!(push_frames(id, &bridge, &mut codec, &mut buf).is_none());
+        // The blank line is activity only: one empty frame after the others.
+        assert_eq!(events(&bridge), [r#"frames ["a", "b", "c", ""]"#]);
+        assert_eq!(&buf[..], b"partial", "an incomplete frame waits for the next read");
+
+        buf.extend_from_slice(b"\n");
+        assert!(push_frames(id, &bridge, &mut codec, &mut buf).is_none());
+        assert_eq!(events(&bridge), [r#"frame "partial""#], "a single frame needs no list");
+        assert_eq!(buf.capacity(), 0, "an idle connection keeps no read buffer");
+
+        // Frames before one that is too large still arrive, before it.
+        let mut buf = BytesMut::from(format!("x\ny\n{}", "z".repeat(100)).as_bytes());
+        assert!(matches!(push_frames(id, &bridge, &mut codec, &mut buf), Some(NetEvent::TooLarge { .. })));
+        assert_eq!(events(&bridge), [r#"frames ["x", "y"]"#]);
+    }
 }

@@ -28,6 +28,8 @@ struct Context {
     config: RpcConfig,
     net: NetConfig,
     now: std::time::Duration,
+    /// The last ticket handed out ([`Tickets`], written back after the frame's dispatch).
+    tickets: u64,
 }
 
 /// Where the answer to one message goes.
@@ -57,7 +59,8 @@ pub fn dispatch_frames(world: &mut World) {
     if ready.is_empty() {
         return;
     }
-    let ctx = Context {
+    let mut ctx = Context {
+        tickets: world.resource::<Tickets>().0,
         methods: world.resource::<RpcMethods>().clone(),
         gates: world.resource::<RpcGates>().clone(),
         config: world.resource::<RpcConfig>().clone(),
@@ -73,7 +76,7 @@ pub fn dispatch_frames(world: &mut World) {
             }
             if let Some(member) = next_batch_member(world, entity, &ctx) {
                 let (parsed, admission) = member;
-                let flow = handle_message(world, entity, parsed, admission, Target::Batch, &ctx);
+                let flow = handle_message(world, entity, parsed, admission, Target::Batch, &mut ctx);
                 finish_step(world, entity, flow);
                 continue;
             }
@@ -112,7 +115,7 @@ pub fn dispatch_frames(world: &mut World) {
                     }
                     let flow = match parse_message(&bytes) {
                         ParsedMessage::Single(parsed) => {
-                            handle_message(world, entity, parsed, admission, Target::Direct, &ctx)
+                            handle_message(world, entity, parsed, admission, Target::Direct, &mut ctx)
                         }
                         ParsedMessage::Batch(members) => start_batch(world, entity, members, admission, &ctx),
                     };
@@ -121,6 +124,7 @@ pub fn dispatch_frames(world: &mut World) {
             }
         }
     }
+    world.resource_mut::<Tickets>().0 = ctx.tickets;
     world.resource_mut::<ReadyInboxes>().extend_visited(ready);
 }
 
@@ -240,7 +244,7 @@ fn handle_message(
     parsed: Result<Envelope, Invalid>,
     admission: Admission,
     target: Target,
-    ctx: &Context,
+    ctx: &mut Context,
 ) -> Flow {
     if admission != Admission::Admitted {
         // Not executed (docs/protocol.md §6): a request gets RATE_LIMITED, the rest is dropped.
@@ -281,11 +285,8 @@ fn handle_message(
             return Flow::Continue;
         }
     }
-    let ticket = {
-        let mut tickets = world.resource_mut::<Tickets>();
-        tickets.0 += 1;
-        tickets.0
-    };
+    ctx.tickets += 1;
+    let ticket = ctx.tickets;
     // A batch member's answer may come from inside the handler or later
     // (`Rpc::respond`): its entry is reserved before the handler runs.
     if target == Target::Batch
@@ -295,17 +296,25 @@ fn handle_message(
     {
         batch.reserve_entry(ticket);
     }
-    if id.is_some()
-        && let Some(mut state) = world.get_mut::<RpcState>(entity)
-    {
-        // Counted when answered, here or later through `Rpc::respond`.
+    // Counted when answered, here or later through `Rpc::respond`; a
+    // synchronous method's answer is here, so it skips the awaiting list.
+    let awaited = id.is_some() && !entry.synchronous;
+    if awaited && let Some(mut state) = world.get_mut::<RpcState>(entity) {
         state.awaiting.push((ticket, entry.key));
     }
+    let key = entry.key;
     let reply_to = ReplyTo { entity, id, ticket };
     let outcome = (entry.invoke)(world, Call { reply_to: reply_to.clone(), params, params_raw, duplicate_param });
+    let settle = |world: &mut World, result: Result<(), &RpcError>| {
+        if awaited {
+            answered(world, entity, ticket, result);
+        } else if reply_to.id.is_some() {
+            count(world, key, result);
+        }
+    };
     match outcome {
         Outcome::Reply(result) => {
-            answered(world, entity, ticket, result.as_ref().map(|_| ()));
+            settle(world, result.as_ref().map(|_| ()));
             if let Some(id) = &reply_to.id {
                 let line = match &result {
                     Ok(json) => result_line(id, json),
@@ -316,7 +325,7 @@ fn handle_message(
         }
         Outcome::Line(line) => {
             // A result already written into its line.
-            answered(world, entity, ticket, Ok(()));
+            settle(world, Ok(()));
             deliver(world, &reply_to, line);
         }
         Outcome::Later => {
@@ -346,14 +355,17 @@ fn answered(world: &mut World, entity: Entity, ticket: u64, result: Result<(), &
 
 /// Counts one answered request (`portcullis_requests_total`).
 fn count(world: &mut World, key: MethodKey, result: Result<(), &RpcError>) {
-    if world.get_resource::<RequestCounters>().is_some_and(|counters| !counters.knows(key)) {
-        // A method added while the server runs (RpcMethods::insert_raw): file its name once.
-        let name = world.get_resource::<RpcMethods>().and_then(|m| m.name_of(key)).map(str::to_owned);
-        if let (Some(name), Some(mut counters)) = (name, world.get_resource_mut::<RequestCounters>()) {
+    let Some(mut counters) = world.get_resource_mut::<RequestCounters>() else { return };
+    if counters.knows(key) {
+        counters.count(key, result);
+        return;
+    }
+    // A method added while the server runs (RpcMethods::insert_raw): file its name once.
+    let name = world.get_resource::<RpcMethods>().and_then(|m| m.name_of(key)).map(str::to_owned);
+    if let Some(mut counters) = world.get_resource_mut::<RequestCounters>() {
+        if let Some(name) = name {
             counters.name(key, &name);
         }
-    }
-    if let Some(mut counters) = world.get_resource_mut::<RequestCounters>() {
         counters.count(key, result);
     }
 }

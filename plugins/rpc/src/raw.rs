@@ -78,7 +78,7 @@ impl RpcMethods {
                 Reply::Handled => Outcome::Handled,
             }
         });
-        self.insert(name.into(), access, invoke);
+        self.insert(name.into(), access, invoke, false);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The method registry: one public API through which built-in and game
 //! methods alike are registered by name.
 
-use std::collections::HashMap;
+use bevy_platform::collections::HashMap;
 use std::sync::Arc;
 
 use bevy_app::App;
@@ -134,13 +134,20 @@ pub struct Method {
     pub(crate) invoke: Invoke,
     /// Its position in the registry (the key of its request counters).
     pub(crate) key: crate::MethodKey,
+    /// A plain function ([`add_plain_method`]): it reads no world and always
+    /// answers at once ([`Outcome::Reply`] or [`Outcome::Line`]), so the
+    /// dispatcher counts its answer without putting it on the connection's
+    /// awaiting list first.
+    pub(crate) synchronous: bool,
 }
 
 /// Every registered method by name. Inserted by `RpcPlugin`; filled through
 /// [`RpcAppExt::add_rpc_method`].
 #[derive(Resource, Default, Clone)]
 pub struct RpcMethods {
-    /// Shared, so that the dispatcher's copy each frame is one count, not a map.
+    /// Shared, so that the dispatcher's copy each frame is one count, not a
+    /// map. foldhash with a fixed seed: names are the server's own, and a
+    /// client's name is only looked up, never added.
     methods: Arc<HashMap<String, Method>>,
 }
 
@@ -152,12 +159,18 @@ impl RpcMethods {
 
     /// Adds or replaces one method; returns its key (a replaced method
     /// keeps its key, so its request counters go on).
-    pub(crate) fn insert(&mut self, name: String, access: Access, invoke: Invoke) -> crate::MethodKey {
+    pub(crate) fn insert(
+        &mut self,
+        name: String,
+        access: Access,
+        invoke: Invoke,
+        synchronous: bool,
+    ) -> crate::MethodKey {
         let key = match self.methods.get(&name) {
             Some(existing) => existing.key,
             None => crate::MethodKey(u32::try_from(self.methods.len()).unwrap_or(u32::MAX - 1)),
         };
-        Arc::make_mut(&mut self.methods).insert(name, Method { access, invoke, key });
+        Arc::make_mut(&mut self.methods).insert(name, Method { access, invoke, key, synchronous });
         key
     }
 
@@ -270,7 +283,7 @@ impl RpcAppExt for App {
                 }
             }
         });
-        register_method(self, &name, access, invoke);
+        register_method(self, &name, access, invoke, false);
         self
     }
 }
@@ -289,9 +302,9 @@ fn typed_request<P: DeserializeOwned>(call: Call) -> Result<(Request<P>, Option<
 
 /// Adds `invoke` as the method `name` and files its name for its request
 /// counters.
-fn register_method(app: &mut App, name: &str, access: Access, invoke: Invoke) {
+fn register_method(app: &mut App, name: &str, access: Access, invoke: Invoke, synchronous: bool) {
     let mut methods = app.world_mut().get_resource_or_init::<RpcMethods>();
-    let key = methods.insert(name.to_owned(), access, invoke);
+    let key = methods.insert(name.to_owned(), access, invoke, synchronous);
     app.world_mut().get_resource_or_init::<crate::RequestCounters>().name(key, name);
 }
 
@@ -309,7 +322,7 @@ where
         Ok((request, id)) => outcome_of(handler(request), id, &method_name),
         Err(refused) => refused,
     });
-    register_method(app, name, access, invoke);
+    register_method(app, name, access, invoke, true);
 }
 
 /// What a handler's output becomes: a result serialized once into its line

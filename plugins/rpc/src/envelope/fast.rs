@@ -101,11 +101,12 @@ impl<'a> Scan<'a> {
     fn plain_string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let start = self.pos;
-        let len = memchr::memchr2(b'"', b'\\', &self.bytes[start..])?;
-        let body = &self.bytes[start..start + len];
-        if self.bytes[start + len] != b'"' || body.iter().any(|&b| b < 0x20) {
+        // Names and values here are short: a plain loop beats a SIMD search.
+        let len = self.bytes[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if self.bytes[start + len] != b'"' {
             return None;
         }
+        let body = &self.bytes[start..start + len];
         self.pos = start + len + 1;
         Some(body)
     }

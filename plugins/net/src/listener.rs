@@ -230,15 +230,11 @@ async fn serve_tls_lines(
     let transport = settings.transport();
     let link = |shared, outbound, handshake| Link { transport, shared, outbound, handshake };
     let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
-    let (cause, graceful) = drive(
-        read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared),
-        write_lines(&mut wr, &mut rx, &shared),
-        id,
-        bridge,
-        &abort,
-        &shared,
-    )
-    .await;
+    let (cause, graceful) = {
+        let reader = std::pin::pin!(read_stream_frames(&mut rd, id, bridge, settings.max_frame_bytes, &shared));
+        let writer = std::pin::pin!(write_lines(&mut wr, &mut rx, &shared));
+        drive(reader, writer, id, bridge, &abort, &shared).await
+    };
     if graceful {
         linger(&mut rd).await;
     }
@@ -279,15 +275,11 @@ async fn handle_connection(
         |shared, outbound, handshake| Link { transport: Transport::Tcp { tls: false }, shared, outbound, handshake };
     let (mut rx, abort, shared) = open_link(id, peer, bridge, settings, deadline, link);
     let (mut rd, mut wr) = stream.into_split();
-    let (cause, graceful) = drive(
-        read_frames(&rd, id, bridge, settings.max_frame_bytes, &shared),
-        write_lines(&mut wr, &mut rx, &shared),
-        id,
-        bridge,
-        &abort,
-        &shared,
-    )
-    .await;
+    let (cause, graceful) = {
+        let reader = std::pin::pin!(read_frames(&rd, id, bridge, settings.max_frame_bytes, &shared));
+        let writer = std::pin::pin!(write_lines(&mut wr, &mut rx, &shared));
+        drive(reader, writer, id, bridge, &abort, &shared).await
+    };
     if graceful {
         linger(&mut rd).await;
     }
@@ -298,27 +290,31 @@ async fn handle_connection(
 /// connection is aborted; reports the reader's end and answers drain
 /// requests once it stopped. The cause, and whether the close was graceful
 /// (the peer's unread input is then drained for a while).
+///
+/// The reader and writer are pinned by the caller (`std::pin::pin!`) and
+/// borrowed here: taken by value, each would be stored twice in the
+/// connection task's future, once as an argument and once pinned
+/// (BENCHMARKS.md, memory per connection).
 pub(crate) async fn drive(
-    reader: impl std::future::Future<Output = NetEvent>,
-    writer: impl std::future::Future<Output = WriteEnd>,
+    mut reader: std::pin::Pin<&mut impl std::future::Future<Output = NetEvent>>,
+    mut writer: std::pin::Pin<&mut impl std::future::Future<Output = WriteEnd>>,
     id: ConnectionId,
     bridge: &NetBridge,
     abort: &CancellationToken,
     shared: &SharedState,
 ) -> (CloseCause, bool) {
     {
-        tokio::pin!(reader, writer);
         let mut reading = true;
         loop {
             tokio::select! {
                 biased;
                 () = abort.cancelled() => break (CloseCause::Aborted, false),
-                end = &mut writer => break match end {
+                end = writer.as_mut() => break match end {
                     WriteEnd::Closed => (CloseCause::Server, true),
                     WriteEnd::Dropped => (CloseCause::Server, false),
                     WriteEnd::Failed => (CloseCause::Peer, false),
                 },
-                eof = &mut reader, if reading => {
+                eof = reader.as_mut(), if reading => {
                     reading = false;
                     bridge.send(eof);
                     // A drain asked for while the reader was ending: nothing more will be read.
@@ -607,5 +603,42 @@ mod tests {
         let mut buf = BytesMut::from(format!("x\ny\n{}", "z".repeat(100)).as_bytes());
         assert!(matches!(push_frames(id, &bridge, &mut codec, &mut buf), Some(NetEvent::TooLarge { .. })));
         assert_eq!(events(&bridge), [r#"frames ["x", "y"]"#]);
+    }
+}
+
+#[cfg(test)]
+mod task_size {
+    use super::*;
+
+    /// Every plain TCP connection is one task whose future is as large as
+    /// its largest state; 10,000 idle connections pay it 10,000 times
+    /// (BENCHMARKS.md, hold). Taken by value, `drive`'s reader and writer
+    /// were stored twice and the future was 2,016 bytes (debug build).
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let bridge = NetBridge::new(portcullis_runtime::FrameWaker::default());
+        let settings = ListenerSettings {
+            max_connections: 10,
+            max_frame_bytes: 1024,
+            outbound_queue: 16,
+            outbound_queue_bytes: 1 << 20,
+            goodbyes: Arc::new(Goodbyes::default()),
+            kind: ListenerKind::Lines,
+            tls: None,
+            handshake_timeout: Duration::from_secs(1),
+        };
+        let id = ConnectionId(1);
+        // The same future as the task `accept_loop` spawns.
+        let task = async move {
+            let cause = serve(stream, id, peer, &bridge, &settings).await;
+            if let Some(cause) = cause {
+                bridge.send(NetEvent::Closed { id, cause });
+            }
+        };
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1_600, "a connection task's future is {size} bytes");
     }
 }

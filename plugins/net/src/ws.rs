@@ -78,15 +78,12 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
     });
     let (mut sink, mut source) = ws.split();
     let oversize = AtomicBool::new(false);
-    let (cause, graceful) = drive(
-        read_messages(&mut source, id, bridge, settings.max_frame_bytes, &shared, &oversize),
-        write_messages(&mut sink, &mut rx, &shared, &oversize),
-        id,
-        bridge,
-        &abort,
-        &shared,
-    )
-    .await;
+    let (cause, graceful) = {
+        let reader =
+            std::pin::pin!(read_messages(&mut source, id, bridge, settings.max_frame_bytes, &shared, &oversize));
+        let writer = std::pin::pin!(write_messages(&mut sink, &mut rx, &shared, &oversize));
+        drive(reader, writer, id, bridge, &abort, &shared).await
+    };
     if graceful {
         linger(&mut source).await;
     }

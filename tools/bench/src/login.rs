@@ -258,9 +258,9 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
     let share = run.logins_per_sec() / ceiling;
     table.row(vec!["logins/s".into(), format!("{:.1}", run.logins_per_sec())]);
     table.row(vec!["ceiling: cores ÷ one argon2 hash".into(), format!("{ceiling:.1}")]);
-    table.row(vec!["share of the ceiling".into(), format!("{:.0} %", share * 100.0)]);
+    table.row(vec!["share of the ceiling".into(), format!("{:.1} %", share * 100.0)]);
     table.row(vec![format!("hashes/s on {cores} threads (in-process)"), format!("{parallel:.1}")]);
-    table.row(vec!["share of that rate".into(), format!("{:.0} %", run.logins_per_sec() / parallel.max(1e-9) * 100.0)]);
+    table.row(vec!["share of that rate".into(), format!("{:.1} %", run.logins_per_sec() / parallel.max(1e-9) * 100.0)]);
     table.row(vec!["one argon2id hash (in-process)".into(), micros(u64::try_from(hash.as_micros()).unwrap_or(0))]);
     table.row(vec!["login latency p50".into(), micros(run.latency.p50_us)]);
     table.row(vec!["login latency p99".into(), micros(run.latency.p99_us)]);
@@ -279,7 +279,7 @@ pub fn run(args: &BenchArgs, rt: &tokio::runtime::Runtime, progress: &mut dyn Wr
     }
     let mut targets = vec![Target::new(
         "login: logins/s ≥ 90 % of cores ÷ one argon2 hash",
-        format!("{:.0} %", share * 100.0),
+        format!("{:.1} %", share * 100.0),
         Some(share >= 0.9),
     )];
     targets.push(match &run.frames {

@@ -460,36 +460,28 @@ pub(crate) fn push_frames(
     let mut blank = false;
     // The frames of one read go to the ECS as one event: one channel send
     // and one connection lookup for all of them (BENCHMARKS.md).
-    let mut first = None;
     let mut frames = Vec::new();
     let end = loop {
         match codec.decode(buf) {
             Ok(Some(bytes)) if is_blank(&bytes) => blank = true,
-            Ok(Some(bytes)) => match first.take() {
-                None if frames.is_empty() => first = Some(bytes),
-                None => frames.push(bytes),
-                Some(earlier) => {
-                    frames = Vec::with_capacity(16);
-                    frames.push(earlier);
-                    frames.push(bytes);
-                }
-            },
+            Ok(Some(bytes)) => frames.push(bytes),
             Ok(None) => break None,
             Err(FrameError::TooLarge) => break Some(NetEvent::TooLarge { id }),
             Err(FrameError::Io(_)) => break Some(NetEvent::Eof { id }),
         }
     };
     if blank {
-        match first.take() {
-            Some(earlier) => frames = vec![earlier, Bytes::new()],
-            None if frames.is_empty() => first = Some(Bytes::new()),
-            None => frames.push(Bytes::new()),
-        }
+        frames.push(Bytes::new());
     }
-    if let Some(bytes) = first {
-        let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
-    } else if !frames.is_empty() {
-        let _ = bridge.tx.send(NetEvent::Frames { id, frames });
+    match frames.len() {
+        0 => {}
+        1 => {
+            let bytes = frames.swap_remove(0);
+            let _ = bridge.tx.send(NetEvent::Frame { id, bytes });
+        }
+        _ => {
+            let _ = bridge.tx.send(NetEvent::Frames { id, frames });
+        }
     }
     bridge.waker.wake();
     if end.is_none() && buf.is_empty() {

@@ -211,21 +211,25 @@ impl Object<'_> {
             Some(Some(method)) => method.into_owned(),
             _ => return Err(invalid_request(answer_id, "method must be a string")),
         };
-        let parsed = match &params {
-            None => Params::Null,
+        let (value, duplicate_param) = match &params {
+            None => (Value::Null, None),
             // Valid JSON within the depth limit already: this parse cannot fail.
-            Some(raw) => {
-                ParamsSeed.deserialize(&mut serde_json::Deserializer::from_str(raw.get())).map_err(|_| parse_error())?
-            }
-        };
-        let (value, duplicate_param) = match parsed {
-            Params::Null => (Value::Null, None),
-            Params::Object(map, duplicate) => (Value::Object(map), duplicate),
-            Params::Array => (Value::Array(Vec::new()), None),
-            Params::Scalar => (Value::Bool(false), None),
+            Some(raw) => params_value(raw).ok_or_else(parse_error)?,
         };
         Ok(Envelope { id, method, params: value, params_raw: params, duplicate_param })
     }
+}
+
+/// `params` as the methods see it (see [`Envelope::params`]) and its first
+/// repeated top-level name; `None` when `raw` does not parse.
+fn params_value(raw: &RawValue) -> Option<(Value, Option<String>)> {
+    let parsed = ParamsSeed.deserialize(&mut serde_json::Deserializer::from_str(raw.get())).ok()?;
+    Some(match parsed {
+        Params::Null => (Value::Null, None),
+        Params::Object(map, duplicate) => (Value::Object(map), duplicate),
+        Params::Array => (Value::Array(Vec::new()), None),
+        Params::Scalar => (Value::Bool(false), None),
+    })
 }
 
 /// Member names seen so far in one object: a short list, a set past 8

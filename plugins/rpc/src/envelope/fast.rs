@@ -11,9 +11,8 @@
 
 use serde_json::value::RawValue;
 
-use super::{Envelope, Params, ParamsSeed, too_deep};
+use super::{Envelope, params_value, too_deep};
 use portcullis_protocol::RequestId;
-use serde::de::DeserializeSeed;
 
 /// The frame as a valid request or notification, when it has the common
 /// shape; `None` sends it to the full parser.
@@ -59,14 +58,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<Envelope> {
             if too_deep(bytes) {
                 return None;
             }
-            let raw: &RawValue = serde_json::from_str(raw).ok()?;
-            let parsed = ParamsSeed.deserialize(&mut serde_json::Deserializer::from_str(raw.get())).ok()?;
-            let (value, duplicate) = match parsed {
-                Params::Null => (serde_json::Value::Null, None),
-                Params::Object(map, duplicate) => (serde_json::Value::Object(map), duplicate),
-                Params::Array => (serde_json::Value::Array(Vec::new()), None),
-                Params::Scalar => (serde_json::Value::Bool(false), None),
-            };
+            let (value, duplicate) = params_value(raw)?;
             (value, Some(raw.to_owned()), duplicate)
         }
     };
@@ -150,49 +142,17 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// The text of one JSON value starting here (an object, array, string
-    /// or scalar), found by matching brackets outside strings; the JSON
-    /// inside is checked by the caller.
-    fn raw_value(&mut self) -> Option<&'a str> {
-        let start = self.pos;
-        let (mut depth, mut in_string, mut escaped) = (0_usize, false, false);
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => {
-                        in_string = false;
-                        if depth == 0 {
-                            self.pos += 1;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            } else {
-                match b {
-                    b'"' => in_string = true,
-                    b'[' | b'{' => depth += 1,
-                    b']' | b'}' if depth == 0 => break,
-                    b']' | b'}' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            self.pos += 1;
-                            break;
-                        }
-                    }
-                    b',' if depth == 0 => break,
-                    _ => {}
-                }
-            }
-            self.pos += 1;
-        }
-        if in_string || depth != 0 || self.pos == start {
-            return None;
-        }
-        let text = std::str::from_utf8(&self.bytes[start..self.pos]).ok()?;
-        Some(text.trim_end_matches([' ', '\t', '\n', '\r']))
+    /// One JSON value starting here (after whitespace), read and checked by
+    /// serde_json; `None` when it is not valid JSON or the rest of the frame
+    /// is not UTF-8 (the full parser then decides).
+    fn raw_value(&mut self) -> Option<&'a RawValue> {
+        let rest = std::str::from_utf8(&self.bytes[self.pos..]).ok()?;
+        let mut deserializer = serde_json::Deserializer::from_str(rest);
+        let raw: &'a RawValue = serde::Deserialize::deserialize(&mut deserializer).ok()?;
+        // The value is a slice of `rest`: continue right after it.
+        let end = raw.get().as_ptr() as usize - rest.as_ptr() as usize + raw.get().len();
+        self.pos += end;
+        Some(raw)
     }
 }
 
